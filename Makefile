@@ -1,0 +1,45 @@
+# Every developer action is a target here, and each one installs what it needs
+# first, so a fresh machine with only Python 3.11 can run any of them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install up test unit lint bench demo proto clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/otc up
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not infra'
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/otc bench $(BENCH_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/otc demo
+
+# Regenerates otc/contracts from proto/; tests fail when the committed code is stale.
+proto: $(STAMP)
+	$(BIN)/python -m otc.codegen
+
+clean:
+	rm -rf $(VENV) .otc .pytest_cache .mypy_cache .ruff_cache

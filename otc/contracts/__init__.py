@@ -1,0 +1,1 @@
+"""Generated wire contracts (from `proto/`); regenerate with `make proto`, never edit."""
