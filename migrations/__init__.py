@@ -1,0 +1,1 @@
+"""Alembic migrations. Each service owns one PostgreSQL schema and touches no other."""

@@ -1,0 +1,67 @@
+"""Publishing enveloped messages to Kafka (at-least-once, `acks=all`)."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message as ProtoMessage
+
+from otc.bus.envelope import encode
+from otc.clock import Clock, SystemClock
+
+
+class Publisher:
+    def __init__(self, bootstrap: str, producer_name: str, clock: Clock | None = None) -> None:
+        self.producer_name = producer_name
+        self._clock = clock or SystemClock()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=1,
+            request_timeout_ms=10_000,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(
+        self,
+        topic: str,
+        key: str,
+        payload: ProtoMessage,
+        *,
+        correlation_id: str,
+        causation_id: str = "",
+        event_id: str | None = None,
+    ) -> str:
+        event_id, raw = encode(
+            payload,
+            producer=self.producer_name,
+            occurred_at=self._clock.now(),
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            event_id=event_id,
+        )
+        await self.send_raw(topic, key, raw)
+        return event_id
+
+    async def send_raw(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        raw_key = key.encode() if isinstance(key, str) else key
+        await self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers)
+
+    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        """Sends (topic, key, value) records; returns when all are acknowledged."""
+        futures = [
+            await self._producer.send(topic, value=value, key=key.encode())
+            for topic, key, value in records
+        ]
+        for future in futures:
+            await future

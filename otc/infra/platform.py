@@ -1,0 +1,223 @@
+"""The whole platform on one machine: what `otc up`, the tests, `otc demo` and
+`otc bench` start.
+
+With no `OTC_DATABASE_URL` / `OTC_REDIS_URL` / `OTC_KAFKA_BOOTSTRAP`, it starts
+embedded servers for the missing ones; then it creates the topics, migrates,
+seeds the demo data and starts every service as its own OS process (three demo
+makers and the reference-price feed included), and waits until each is ready.
+`stop()` stops the services first (so they drain), then the servers it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from otc.infra.kafka import EmbeddedKafka, ensure_topics
+from otc.infra.postgres import EmbeddedPostgres
+from otc.infra.processes import Child, free_port
+from otc.infra.valkey import EmbeddedValkey
+from otc.settings import Settings
+
+DEMO_MAKERS: tuple[tuple[str, str], ...] = (
+    ("MM-1", "quoting_service.strategies.fixed_spread:FixedSpread"),
+    ("MM-2", "quoting_service.strategies.tiered_spread:TieredSpread"),
+    ("MM-3", "quoting_service.strategies.inventory_skew:InventorySkew"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    database_url: str
+    redis_url: str
+    kafka_bootstrap: str
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    args: list[str]
+    ops_port: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Platform:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        state_dir: Path,
+        http_port: int | None = None,
+        log_dir: Path | None = None,
+        makers: tuple[tuple[str, str], ...] = DEMO_MAKERS,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state_dir = state_dir.resolve()
+        self.http_port = http_port if http_port is not None else settings.http_port
+        self.log_dir = log_dir
+        self.makers = makers
+        self.extra_env = env or {}
+        self.risk_port = free_port()
+        self._servers: list[EmbeddedPostgres | EmbeddedValkey | EmbeddedKafka] = []
+        self.children: dict[str, Child] = {}
+        self.endpoints: Endpoints | None = None
+
+    # -- infrastructure ---------------------------------------------------------
+
+    def start_infrastructure(self) -> Endpoints:
+        s = self.settings
+        logs = self.state_dir / "logs"
+        database_url, redis_url, bootstrap = s.database_url, s.redis_url, s.kafka_bootstrap
+        try:
+            if not database_url:
+                pg = EmbeddedPostgres(self.state_dir / "postgres", logs / "postgres.log")
+                self._servers.append(pg)
+                pg.start()
+                database_url = pg.url
+            if not redis_url:
+                valkey = EmbeddedValkey(self.state_dir / "valkey", logs / "valkey.log")
+                self._servers.append(valkey)
+                valkey.start()
+                redis_url = valkey.url
+            if not bootstrap:
+                kafka = EmbeddedKafka(logs / "kafka.log")
+                self._servers.append(kafka)
+                kafka.start()
+                bootstrap = kafka.bootstrap
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = Endpoints(database_url, redis_url, bootstrap)
+        return self.endpoints
+
+    @property
+    def started_servers(self) -> list[str]:
+        return [type(s).__name__.removeprefix("Embedded") for s in self._servers]
+
+    async def prepare(self, *, seed: bool = True) -> None:
+        from otc.migrate import upgrade
+        from otc.seed import seed_demo
+
+        ep = self._require_endpoints()
+        await ensure_topics(ep.kafka_bootstrap, self.settings.kafka_partitions)
+        await upgrade(ep.database_url)
+        if seed:
+            await seed_demo(ep.database_url)
+
+    # -- services ---------------------------------------------------------------
+
+    def service_specs(self) -> list[ServiceSpec]:
+        specs = [
+            ServiceSpec("risk-limits", ["risk-limits"], free_port()),
+            ServiceSpec("order-core", ["order-core"], free_port()),
+            ServiceSpec("settlement", ["settlement"], free_port()),
+            ServiceSpec("rfq-service", ["rfq-service"], self.http_port),
+            ServiceSpec("price-feed", ["price-feed"], free_port()),
+        ]
+        for maker, strategy in self.makers:
+            specs.append(
+                ServiceSpec(
+                    f"quoter-{maker}",
+                    ["quoter", "--maker", maker, "--strategy", strategy],
+                    free_port(),
+                )
+            )
+        return specs
+
+    def child_env(self, spec: ServiceSpec) -> dict[str, str]:
+        ep = self._require_endpoints()
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env.update(
+            {
+                "OTC_DATABASE_URL": ep.database_url,
+                "OTC_REDIS_URL": ep.redis_url,
+                "OTC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
+                "OTC_RISK_GRPC_HOST": "127.0.0.1",
+                "OTC_RISK_GRPC_PORT": str(self.risk_port),
+                "OTC_HTTP_PORT": str(self.http_port),
+                "OTC_OPS_PORT": str(spec.ops_port),
+                "PYTHONUNBUFFERED": "1",
+                **spec.extra_env,
+            }
+        )
+        return env
+
+    def spawn(self, spec: ServiceSpec) -> Child:
+        log_file = self.log_dir / f"{spec.name}.log" if self.log_dir else None
+        child = Child(
+            spec.name,
+            [sys.executable, "-m", "otc.cli", *spec.args],
+            env=self.child_env(spec),
+            log_file=log_file,
+        )
+        child.start()
+        self.children[spec.name] = child
+        return child
+
+    async def start_services(self, timeout: float = 90.0) -> None:
+        specs = self.service_specs()
+        self._specs = {s.name: s for s in specs}
+        for spec in specs:
+            self.spawn(spec)
+        await asyncio.gather(*(self.wait_ready(s.name, timeout) for s in specs))
+
+    async def restart(self, name: str, timeout: float = 60.0) -> Child:
+        """Starts a stopped or killed service again, with the same ports."""
+        old = self.children.get(name)
+        if old is not None:
+            old.stop()
+        child = self.spawn(self._specs[name])
+        await self.wait_ready(name, timeout)
+        return child
+
+    async def wait_ready(self, name: str, timeout: float) -> None:
+        spec = self._specs[name]
+        child = self.children[name]
+        url = f"http://127.0.0.1:{spec.ops_port}/readyz"
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while True:
+                if not child.alive():
+                    raise RuntimeError(f"{name} exited before it was ready{self._log_hint(name)}")
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready after {timeout}s{self._log_hint(name)}")
+                await asyncio.sleep(0.1)
+
+    def _log_hint(self, name: str) -> str:
+        return f" (see {self.log_dir / (name + '.log')})" if self.log_dir else ""
+
+    async def start(self, timeout: float = 90.0) -> Endpoints:
+        endpoints = self.start_infrastructure()
+        try:
+            await self.prepare()
+            await self.start_services(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return endpoints
+
+    def stop(self) -> None:
+        for child in reversed(list(self.children.values())):
+            child.stop()
+        self.children.clear()
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+
+    def _require_endpoints(self) -> Endpoints:
+        if self.endpoints is None:
+            raise RuntimeError("infrastructure not started")
+        return self.endpoints

@@ -1,0 +1,122 @@
+"""Live quotes in Redis: the one shared piece of code that stores, replaces,
+withdraws and takes them, so the quoting service and the order core cannot disagree.
+
+A quote lives at `quote:{rfq_id}:<quote_id>` until its `valid_until` (the key
+expires then, to the millisecond). Taking is one atomic script: it moves the quote
+to a `taken:` record owned by the accept command, so one quote is taken at most
+once, and the same command taking it again (a redelivered accept) gets the same
+quote back. Keys of one RFQ share a hash tag, so the scripts work on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+TAKEN_RECORD_TTL_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuote:
+    rfq_id: str
+    quote_id: str
+    maker: str
+    instrument: str
+    bid_px: str
+    offer_px: str
+    quantity: str
+    valid_until_ms: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> StoredQuote:
+        return cls(**json.loads(raw))
+
+
+class TakeOutcome(StrEnum):
+    TAKEN = "taken"
+    ALREADY_TAKEN = "already_taken"
+    MISSING = "missing"  # expired, withdrawn, replaced or never existed
+
+
+def quote_key(rfq_id: str, quote_id: str) -> str:
+    return f"quote:{{{rfq_id}}}:{quote_id}"
+
+
+def taken_key(rfq_id: str, quote_id: str) -> str:
+    return f"taken:{{{rfq_id}}}:{quote_id}"
+
+
+def maker_key(rfq_id: str, maker: str) -> str:
+    return f"maker-quote:{{{rfq_id}}}:{maker}"
+
+
+# KEYS: new quote key, maker pointer. ARGV: quote json, valid_until ms, new quote id,
+# key prefix of this RFQ's quotes. Replaces the maker's previous quote atomically.
+_PUT = """
+local previous = redis.call('GET', KEYS[2])
+if previous and previous ~= ARGV[3] then
+  redis.call('DEL', ARGV[4] .. previous)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[2])
+return previous or ''
+"""
+
+# KEYS: quote key, taken key. ARGV: taker (accept command id), taken-record ttl ms.
+_TAKE = """
+local quote = redis.call('GET', KEYS[1])
+if quote then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1] .. '\\n' .. quote, 'PX', ARGV[2])
+  return {'taken', quote}
+end
+local record = redis.call('GET', KEYS[2])
+if record then
+  local sep = string.find(record, '\\n', 1, true)
+  if string.sub(record, 1, sep - 1) == ARGV[1] then
+    return {'taken', string.sub(record, sep + 1)}
+  end
+  return {'already_taken', ''}
+end
+return {'missing', ''}
+"""
+
+
+class QuoteBook:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._put = redis.register_script(_PUT)
+        self._take = redis.register_script(_TAKE)
+
+    async def put(self, quote: StoredQuote) -> str | None:
+        """Stores a quote, superseding the maker's previous one on the RFQ (returned)."""
+        previous = await self._put(
+            keys=[quote_key(quote.rfq_id, quote.quote_id), maker_key(quote.rfq_id, quote.maker)],
+            args=[
+                quote.to_json(),
+                quote.valid_until_ms,
+                quote.quote_id,
+                quote_key(quote.rfq_id, ""),
+            ],
+        )
+        text = previous.decode() if isinstance(previous, bytes) else str(previous)
+        return text or None
+
+    async def take(
+        self, rfq_id: str, quote_id: str, taker: str
+    ) -> tuple[TakeOutcome, StoredQuote | None]:
+        outcome, raw = await self._take(
+            keys=[quote_key(rfq_id, quote_id), taken_key(rfq_id, quote_id)],
+            args=[taker, TAKEN_RECORD_TTL_MS],
+        )
+        result = TakeOutcome(outcome.decode() if isinstance(outcome, bytes) else outcome)
+        return result, StoredQuote.from_json(raw) if result is TakeOutcome.TAKEN else None
+
+    async def withdraw(self, rfq_id: str, quote_id: str) -> bool:
+        return bool(await self._redis.delete(quote_key(rfq_id, quote_id)))

@@ -1,0 +1,1 @@
+"""quoting_service."""

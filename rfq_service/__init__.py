@@ -1,0 +1,1 @@
+"""rfq_service."""
