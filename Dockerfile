@@ -17,6 +17,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 # A compiler only for dependencies that ship no wheel for the target
 # architecture; this stage is thrown away, so it never reaches the runtime image.
+# (Unpinned on purpose: the distro's current toolchain is all that is needed.)
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*

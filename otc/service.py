@@ -74,7 +74,7 @@ async def serve(service: Service, settings: Settings) -> None:
 
     ops: uvicorn.Server | None = None
     ops_task: asyncio.Task[None] | None = None
-    if settings.ops_port:
+    if settings.ops_port and not getattr(service, "has_own_http", False):
         ops = _uvicorn_server(Starlette(routes=ops_routes(is_ready)), "0.0.0.0", settings.ops_port)
         ops_task = asyncio.create_task(ops.serve())
 

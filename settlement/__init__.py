@@ -1,1 +1,1 @@
-"""settlement."""
+"""settlement: books confirmed trades in a double-entry ledger (delivery versus payment)."""

@@ -1,0 +1,170 @@
+"""All SQL of order_core. Every state change is a versioned update: zero rows
+updated means a concurrent writer won, and the caller reloads and re-decides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from order_core.adapters.tables import orders, quotes
+from order_core.domain.lifecycle import OrderState
+from order_core.domain.order import Order, Quote
+from otc.errors import TransientError
+from otc.sides import Side
+
+
+class ConcurrentUpdate(TransientError):
+    """The order's version moved between our read and our write."""
+
+
+_MUTABLE = (
+    "state",
+    "accepted_quote_id",
+    "accept_command_id",
+    "reservation_id",
+    "trade_side",
+    "price",
+    "lastlook_deadline",
+    "trade_id",
+    "updated_at",
+)
+
+
+def _order(row: RowMapping) -> Order:
+    return Order(
+        rfq_id=row["rfq_id"],
+        requester=row["requester"],
+        instrument=row["instrument"],
+        side=Side(row["side"]),
+        quantity=row["quantity"],
+        counterparties=tuple(row["counterparties"]),
+        anonymous=row["anonymous"],
+        rfq_expires_at=row["rfq_expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        state=OrderState(row["state"]),
+        version=row["version"],
+        accepted_quote_id=row["accepted_quote_id"],
+        accept_command_id=row["accept_command_id"],
+        reservation_id=row["reservation_id"],
+        trade_side=Side(row["trade_side"]) if row["trade_side"] else None,
+        price=row["price"],
+        lastlook_deadline=row["lastlook_deadline"],
+        trade_id=row["trade_id"],
+    )
+
+
+def _quote(row: RowMapping) -> Quote:
+    return Quote(
+        quote_id=row["quote_id"],
+        rfq_id=row["rfq_id"],
+        maker=row["maker"],
+        bid_px=row["bid_px"],
+        offer_px=row["offer_px"],
+        quantity=row["quantity"],
+        valid_until=row["valid_until"],
+    )
+
+
+def _values(order: Order) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(order, name) for name in _MUTABLE}
+    values["state"] = order.state.value
+    values["trade_side"] = order.trade_side.value if order.trade_side else None
+    return values
+
+
+class OrderRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, rfq_id: str, *, lock: bool = False) -> Order | None:
+        query = select(orders).where(orders.c.rfq_id == rfq_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).mappings().first()
+        return _order(row) if row else None
+
+    async def add(self, order: Order) -> bool:
+        """Inserts a new order; False when one with that rfq_id already exists."""
+        values = _values(order) | {
+            "rfq_id": order.rfq_id,
+            "requester": order.requester,
+            "instrument": order.instrument,
+            "side": order.side.value,
+            "quantity": order.quantity,
+            "counterparties": list(order.counterparties),
+            "anonymous": order.anonymous,
+            "rfq_expires_at": order.rfq_expires_at,
+            "created_at": order.created_at,
+            "version": order.version,
+        }
+        result = await self._conn.execute(
+            insert(orders).values(**values).on_conflict_do_nothing().returning(orders.c.rfq_id)
+        )
+        return result.first() is not None
+
+    async def save(self, order: Order) -> None:
+        """Writes the order if nobody else did since it was read; bumps its version."""
+        result = await self._conn.execute(
+            update(orders)
+            .where(orders.c.rfq_id == order.rfq_id, orders.c.version == order.version)
+            .values(**_values(order), version=orders.c.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(f"order {order.rfq_id} changed since version {order.version}")
+        order.version += 1
+
+    async def add_quote(self, quote: Quote, received_at: datetime) -> bool:
+        result = await self._conn.execute(
+            insert(quotes)
+            .values(
+                quote_id=quote.quote_id,
+                rfq_id=quote.rfq_id,
+                maker=quote.maker,
+                bid_px=quote.bid_px,
+                offer_px=quote.offer_px,
+                quantity=quote.quantity,
+                valid_until=quote.valid_until,
+                received_at=received_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(quotes.c.quote_id)
+        )
+        return result.first() is not None
+
+    async def get_quote(self, quote_id: str) -> Quote | None:
+        row = (
+            (await self._conn.execute(select(quotes).where(quotes.c.quote_id == quote_id)))
+            .mappings()
+            .first()
+        )
+        return _quote(row) if row else None
+
+    async def overdue_rfqs(self, now: datetime, limit: int) -> list[Order]:
+        """Open RFQs past their response window, locked (rows others hold are skipped)."""
+        return await self._overdue(
+            (OrderState.RFQ_SENT, OrderState.QUOTED), orders.c.rfq_expires_at, now, limit
+        )
+
+    async def overdue_last_looks(self, now: datetime, limit: int) -> list[Order]:
+        """Orders whose maker did not answer the last look in time, locked."""
+        return await self._overdue(
+            (OrderState.PENDING_CONFIRMATION,), orders.c.lastlook_deadline, now, limit
+        )
+
+    async def _overdue(
+        self, states: tuple[OrderState, ...], deadline: Any, now: datetime, limit: int
+    ) -> list[Order]:
+        query = (
+            select(orders)
+            .where(orders.c.state.in_([s.value for s in states]), deadline <= now)
+            .order_by(deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_order(r) for r in (await self._conn.execute(query)).mappings()]

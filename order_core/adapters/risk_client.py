@@ -1,0 +1,98 @@
+"""gRPC client of risk_limits. Every call carries a deadline. A call that fails
+with a transient status is retried by the caller with the *same* reservation id,
+which risk_limits treats idempotently, so a timeout never means "assume failure"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import grpc
+
+from otc.contracts import risk_limits_pb2 as pb
+from otc.contracts import risk_limits_pb2_grpc as pb_grpc
+from otc.money import fmt
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLeg:
+    party: str
+    counterparty: str
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAnswer:
+    ok: bool
+    status: str
+    message: str = ""
+
+
+class RiskClient:
+    def __init__(self, target: str, timeout_s: float) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.RiskLimitsStub(self._channel)
+        self._timeout = timeout_s
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def freeze(
+        self, reservation_id: str, rfq_id: str, legs: list[CreditLeg], deadline: datetime
+    ) -> RiskAnswer:
+        request = pb.FreezeRequest(
+            reservation_id=reservation_id,
+            rfq_id=rfq_id,
+            legs=[
+                pb.CreditLeg(
+                    party=leg.party,
+                    counterparty=leg.counterparty,
+                    amount=fmt(leg.amount),
+                    currency=leg.currency,
+                )
+                for leg in legs
+            ],
+        )
+        request.deadline.FromDatetime(deadline)
+        try:
+            reply = await self._stub.Freeze(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            return _refusal(exc)
+        return RiskAnswer(True, reply.status)
+
+    async def commit(self, reservation_id: str) -> RiskAnswer:
+        try:
+            reply = await self._stub.Commit(
+                pb.CommitRequest(reservation_id=reservation_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            return _refusal(exc)
+        return RiskAnswer(True, reply.status)
+
+    async def release(self, reservation_id: str, reason: str) -> RiskAnswer:
+        try:
+            reply = await self._stub.Release(
+                pb.ReleaseRequest(reservation_id=reservation_id, reason=reason),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return _refusal(exc)
+        return RiskAnswer(True, reply.status)
+
+
+_BUSINESS_REFUSALS = {
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def _refusal(exc: grpc.aio.AioRpcError) -> RiskAnswer:
+    """A business "no" becomes an answer; anything else (unavailable, deadline) is
+    re-raised so that the consumer retries the whole idempotent step."""
+    if exc.code() in _BUSINESS_REFUSALS:
+        return RiskAnswer(False, exc.code().name, exc.details() or "")
+    raise exc

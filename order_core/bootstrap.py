@@ -1,0 +1,114 @@
+"""Wires order_core: consumer, outbox relay and deadline sweeper in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from redis.asyncio import Redis
+
+from order_core.adapters.risk_client import RiskClient
+from order_core.adapters.tables import OUTBOX_TABLES
+from order_core.service_layer.deadlines import sweep
+from order_core.service_layer.handlers import HANDLERS, Context
+from otc.bus import topics
+from otc.bus.consumer import Consumer
+from otc.bus.envelope import InvalidMessage, Message
+from otc.bus.producer import Publisher
+from otc.clock import Clock, SystemClock
+from otc.db import make_engine
+from otc.logging import get_logger
+from otc.outbox import OutboxRelay
+from otc.quote_book import QuoteBook
+from otc.settings import Settings
+
+log = get_logger(__name__)
+
+TOPICS = (
+    topics.RFQ_REQUESTS,
+    topics.RFQ_QUOTES,
+    topics.ORDER_COMMANDS,
+    topics.LASTLOOK_RESPONSES,
+    topics.SETTLEMENT_EVENTS,
+)
+SWEEP_INTERVAL_S = 0.25
+
+
+class OrderCore:
+    name = "order-core"
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self._settings
+        self._engine = make_engine(s.require("database_url"), pool_size=10)
+        self._redis = Redis.from_url(s.require("redis_url"))
+        self._risk = RiskClient(s.risk_grpc_target, s.risk_grpc_timeout_ms / 1000)
+        self.ctx = Context(
+            engine=self._engine,
+            quotes=QuoteBook(self._redis),
+            risk=self._risk,
+            clock=self._clock,
+            last_look_window=timedelta(milliseconds=s.last_look_window_ms),
+            reservation_ttl=timedelta(milliseconds=s.reservation_ttl_ms),
+        )
+        self._publisher = Publisher(s.require("kafka_bootstrap"), self.name, self._clock)
+        await self._publisher.start()
+        self._consumer = Consumer(
+            service=self.name,
+            bootstrap=s.require("kafka_bootstrap"),
+            topics=TOPICS,
+            handler=self._dispatch,
+            publisher=self._publisher,
+            group_id="order-core",
+        )
+        self._relay = OutboxRelay(
+            engine=self._engine,
+            outbox=OUTBOX_TABLES.outbox,
+            publisher=self._publisher,
+            service=self.name,
+            database_url=s.require("database_url"),
+        )
+        await self._consumer.start()
+        await self._consumer.wait_ready()
+
+    def ready(self) -> bool:
+        return self._consumer.ready
+
+    async def _dispatch(self, topic: str, message: Message) -> None:
+        handler = HANDLERS.get(message.type)
+        if handler is None:
+            raise InvalidMessage(f"order_core does not handle {message.type} on {topic}")
+        await handler(self.ctx, message)
+
+    async def _sweep_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await sweep(self.ctx)
+            except Exception as exc:
+                log.warning("deadline sweep failed", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SWEEP_INTERVAL_S)
+
+    async def run(self) -> None:
+        await asyncio.gather(self._consumer.run(), self._relay.run(), self._sweep_forever())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._consumer.stop()
+        await self._relay.stop()
+
+    async def close(self) -> None:
+        await self._consumer.close()
+        await self._publisher.stop()
+        await self._risk.close()
+        await self._redis.aclose()
+        await self._engine.dispose()
+
+
+def build(settings: Settings) -> OrderCore:
+    return OrderCore(settings)

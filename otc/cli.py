@@ -1,0 +1,265 @@
+"""The `otc` command: run the platform, one of its services, the demo or the bench."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from otc.auth import Role, mint_token
+from otc.clock import SystemClock
+from otc.logging import configure
+from otc.service import Service, serve
+from otc.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="OTC request-for-quote platform.")
+console = Console()
+
+
+def _ensure_runtime_dir(settings: Settings) -> None:
+    # The PostgreSQL wheel keeps a lock file under XDG_RUNTIME_DIR and warns without one.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = (settings.state_dir / "run").resolve()
+        runtime.mkdir(parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+
+
+def _run_service(name: str, factory: Callable[[Settings], Service]) -> None:
+    settings = get_settings()
+    configure(name, fmt=settings.log_format, level=settings.log_level)
+    asyncio.run(serve(factory(settings), settings))
+
+
+@app.command("rfq-service")
+def rfq_service() -> None:
+    """Run the trader-facing edge (REST + WebSocket)."""
+    from rfq_service.bootstrap import build
+
+    _run_service("rfq-service", build)
+
+
+@app.command("order-core")
+def order_core() -> None:
+    """Run the order state machine, its outbox relay and deadline sweeper."""
+    from order_core.bootstrap import build
+
+    _run_service("order-core", build)
+
+
+@app.command("risk-limits")
+def risk_limits() -> None:
+    """Run the credit service (gRPC)."""
+    from risk_limits.bootstrap import build
+
+    _run_service("risk-limits", build)
+
+
+@app.command("settlement")
+def settlement() -> None:
+    """Run settlement: books confirmed trades in the double-entry ledger."""
+    from settlement.bootstrap import build
+
+    _run_service("settlement", build)
+
+
+@app.command("price-feed")
+def price_feed() -> None:
+    """Run the simulated reference-price feed (a random walk per instrument)."""
+    from otc.price_feed import build
+
+    _run_service("price-feed", build)
+
+
+@app.command("quoter")
+def quoter(
+    maker: Annotated[str, typer.Option(help="market maker party id, e.g. MM-1")],
+    strategy: Annotated[str, typer.Option(help="pricing strategy as package.module:Class")],
+) -> None:
+    """Run one market maker's quoting service."""
+    from quoting_service.bootstrap import build
+
+    _run_service(f"quoter-{maker}", lambda s: build(s, maker=maker, strategy_path=strategy))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations to OTC_DATABASE_URL."""
+    from otc.migrate import upgrade
+
+    asyncio.run(upgrade(get_settings().require("database_url")))
+    console.print("migrations applied")
+
+
+@app.command()
+def token(
+    party: Annotated[str, typer.Option(help="party id (the token's sub)")] = "TRADER-A",
+    role: Annotated[Role, typer.Option(help="trader, market_maker, auditor or admin")] = Role.TRADER,
+    ttl_hours: Annotated[float, typer.Option(help="validity in hours")] = 12.0,
+) -> None:
+    """Mint a development token signed with OTC_JWT_SECRET."""
+    typer.echo(_mint(party, role, timedelta(hours=ttl_hours)))
+
+
+def _mint(party: str, role: Role, ttl: timedelta | None = None) -> str:
+    settings = get_settings()
+    return mint_token(
+        party,
+        role,
+        secret=settings.jwt_secret.get_secret_value(),
+        now=SystemClock().now(),
+        ttl=ttl or timedelta(seconds=settings.jwt_ttl_s),
+    )
+
+
+@app.command()
+def up() -> None:
+    """Start everything: embedded servers (unless OTC_* URLs are set), every service,
+    three demo market makers and the price feed. Ctrl-C stops it all."""
+    settings = get_settings()
+    _ensure_runtime_dir(settings)
+    configure("otc-up", fmt=settings.log_format, level="WARNING")
+    code = asyncio.run(_up(settings))
+    raise typer.Exit(code)
+
+
+async def _up(settings: Settings) -> int:
+    from otc.infra.platform import Platform
+    from otc.infra.processes import port_in_use
+
+    if port_in_use(settings.http_port):
+        console.print(
+            f"[red]port {settings.http_port} is in use[/red]: is the platform already running? "
+            "Set OTC_HTTP_PORT to use another port."
+        )
+        return 1
+    state_dir = settings.state_dir.resolve()
+    platform = Platform(settings, state_dir=state_dir, log_dir=state_dir / "logs")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console.print("starting the OTC RFQ platform...")
+    try:
+        endpoints = await platform.start()
+        _print_banner(settings, platform, endpoints)
+        while not stop.is_set():
+            dead = [name for name, child in platform.children.items() if not child.alive()]
+            if dead:
+                console.print(f"[red]{', '.join(dead)} stopped unexpectedly[/red]; see {state_dir / 'logs'}")
+                return 1
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+        console.print("stopping...")
+        return 0
+    finally:
+        platform.stop()
+        console.print("stopped: no service or server left running")
+
+
+def _print_banner(settings: Settings, platform: object, endpoints: object) -> None:
+    from otc.infra.platform import Endpoints, Platform
+
+    assert isinstance(platform, Platform) and isinstance(endpoints, Endpoints)
+    started = ", ".join(platform.started_servers) or "none (using OTC_* URLs)"
+    url = f"http://127.0.0.1:{platform.http_port}"
+    console.print(f"""
+[bold green]OTC RFQ platform is up[/bold green]
+  trader API      {url}   (OpenAPI: {url}/docs, WebSocket: ws://127.0.0.1:{platform.http_port}/v1/ws)
+  embedded        {started}
+  PostgreSQL      {endpoints.database_url}
+  Redis           {endpoints.redis_url}
+  Kafka           {endpoints.kafka_bootstrap}
+  services        {", ".join(platform.children)}
+  logs            {platform.state_dir / "logs"}
+
+  token (TRADER-A): {_mint("TRADER-A", Role.TRADER)}
+
+  try it:  .venv/bin/otc demo        stop: Ctrl-C
+""")
+
+
+@asynccontextmanager
+async def _platform_at(url: str | None) -> AsyncIterator[str]:
+    """The running platform at `url`, or one started for the occasion."""
+    settings = get_settings()
+    target = url or f"http://127.0.0.1:{settings.http_port}"
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            if (await client.get(f"{target}/readyz")).status_code == 200:
+                yield target
+                return
+    except httpx.TransportError:
+        if url is not None:
+            raise
+    from otc.infra.platform import Platform
+    from otc.infra.processes import free_port
+
+    _ensure_runtime_dir(settings)
+    console.print(f"no platform at {target}; starting one for this run...")
+    with tempfile.TemporaryDirectory(prefix="otc-") as tmp:
+        platform = Platform(settings, state_dir=Path(tmp), http_port=free_port(), log_dir=Path(tmp) / "logs")
+        try:
+            await platform.start()
+            yield f"http://127.0.0.1:{platform.http_port}"
+        finally:
+            platform.stop()
+
+
+@app.command()
+def demo(
+    url: Annotated[str | None, typer.Option(help="trader API of a running platform")] = None,
+    instrument: str = "BTC-USD",
+    side: str = "buy",
+    quantity: str = "2.5",
+) -> None:
+    """Run one RFQ end to end as TRADER-A and print the timeline."""
+    from otc.demo import DemoFailed, run_demo
+
+    async def main() -> None:
+        async with _platform_at(url) as target:
+            await run_demo(
+                target, _mint("TRADER-A", Role.TRADER), instrument=instrument, side=side, quantity=quantity
+            )
+
+    try:
+        asyncio.run(main())
+    except DemoFailed as exc:
+        console.print(f"[red]demo failed[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def bench(
+    rfqs: Annotated[int, typer.Option("--rfqs", "-n", help="how many RFQs")] = 200,
+    concurrency: Annotated[int, typer.Option(help="RFQs in flight at once")] = 8,
+    quantity: str = "0.1",
+    url: Annotated[str | None, typer.Option(help="trader API of a running platform")] = None,
+) -> None:
+    """Measure RFQ -> first quote, accept -> CONFIRMED and sustained RFQs/s."""
+    from otc.bench import run_bench
+
+    async def main() -> None:
+        async with _platform_at(url) as target:
+            tokens = [_mint(p, Role.TRADER) for p in ("TRADER-A", "TRADER-B")]
+            await run_bench(
+                target, tokens, rfqs=rfqs, concurrency=concurrency, quantity=quantity, console=console
+            )
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""The quoter's I/O: the reference-price reader, the quote book and the wire contracts."""

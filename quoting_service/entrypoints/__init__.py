@@ -1,0 +1,1 @@
+"""The quoter as a running service."""

@@ -1,0 +1,1 @@
+"""What the quoter does with each message it consumes."""

@@ -1,0 +1,96 @@
+"""Wires the edge: HTTP/WS server, the order-events feed and the RFQ outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from otc.bus import topics
+from otc.bus.consumer import Consumer
+from otc.bus.producer import Publisher
+from otc.clock import Clock, SystemClock
+from otc.db import make_engine
+from otc.outbox import OutboxRelay
+from otc.settings import Settings
+from rfq_service.adapters.tables import OUTBOX_TABLES
+from rfq_service.entrypoints.http import create_app
+from rfq_service.entrypoints.hub import Hub
+from rfq_service.entrypoints.order_feed import OrderFeed
+from rfq_service.service_layer.edge import Edge
+from rfq_service.service_layer.replies import ReplyRegistry
+
+
+class RfqService:
+    name = "rfq-service"
+    has_own_http = True  # serves /healthz, /readyz and /metrics on its API port
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        self._draining = False
+
+    async def start(self) -> None:
+        s = self._settings
+        self._engine = make_engine(s.require("database_url"), pool_size=20)
+        self._publisher = Publisher(s.require("kafka_bootstrap"), self.name, self._clock)
+        await self._publisher.start()
+        replies, hub = ReplyRegistry(), Hub()
+        edge = Edge(
+            engine=self._engine,
+            publisher=self._publisher,
+            replies=replies,
+            clock=self._clock,
+            reply_timeout_s=s.accept_reply_timeout_ms / 1000,
+        )
+        feed = OrderFeed(self._engine, hub, replies, self._clock)
+        self._consumer = Consumer(
+            service=self.name,
+            bootstrap=s.require("kafka_bootstrap"),
+            topics=(topics.ORDER_EVENTS,),
+            handler=feed.handle,
+            publisher=self._publisher,
+            group_id=None,
+            from_end=True,
+        )
+        await self._consumer.start()
+        self._relay = OutboxRelay(
+            engine=self._engine,
+            outbox=OUTBOX_TABLES.outbox,
+            publisher=self._publisher,
+            service=self.name,
+            database_url=s.require("database_url"),
+        )
+        app = create_app(
+            edge=edge,
+            hub=hub,
+            secret=s.jwt_secret.get_secret_value(),
+            makers=s.maker_ids,
+            ready=self.ready,
+        )
+        config = uvicorn.Config(
+            app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    def ready(self) -> bool:
+        return not self._draining and self._consumer.ready
+
+    async def run(self) -> None:
+        await asyncio.gather(self._server.serve(), self._consumer.run(), self._relay.run())
+
+    async def stop(self) -> None:
+        self._draining = True
+        self._server.should_exit = True
+        await self._consumer.stop()
+        await self._relay.stop()
+
+    async def close(self) -> None:
+        await self._consumer.close()
+        await self._publisher.stop()
+        await self._engine.dispose()
+
+
+def build(settings: Settings) -> RfqService:
+    return RfqService(settings)

@@ -1,0 +1,81 @@
+"""The edge's consumer of `order.events`: answers waiting commands, keeps the read
+model current and pushes quotes and state changes to the owner's WebSockets.
+
+Each edge replica reads every partition itself (manual assignment, no consumer
+group), because any replica may hold the trader's connection or waiting request.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from otc.bus.envelope import Message
+from otc.clock import Clock
+from otc.contracts import events_pb2 as ev
+from otc.money import parse_decimal
+from rfq_service.adapters.repository import RfqRepository
+from rfq_service.entrypoints.hub import Hub
+from rfq_service.service_layer.replies import ReplyRegistry
+from rfq_service.service_layer.views import quote_view
+
+
+class OrderFeed:
+    def __init__(self, engine: AsyncEngine, hub: Hub, replies: ReplyRegistry, clock: Clock) -> None:
+        self._engine = engine
+        self._hub = hub
+        self._replies = replies
+        self._clock = clock
+
+    async def handle(self, topic: str, message: Message) -> None:
+        payload = message.payload
+        if isinstance(payload, ev.CommandResult):
+            self._replies.resolve(payload)
+        elif isinstance(payload, ev.OrderStateChanged):
+            await self._state_changed(payload)
+        elif isinstance(payload, ev.QuoteRecorded):
+            await self._quote_recorded(payload)
+
+    async def _state_changed(self, p: ev.OrderStateChanged) -> None:
+        async with self._engine.begin() as conn:
+            await RfqRepository(conn).apply_status(
+                p.rfq_id,
+                status=p.state,
+                version=p.version,
+                reason=p.reason,
+                accepted_quote_id=p.quote_id or None,
+                price=parse_decimal(p.price) if p.price else None,
+                trade_id=p.trade_id or None,
+            )
+        self._hub.push(
+            p.requester,
+            {
+                "type": "order",
+                "data": {
+                    "rfq_id": p.rfq_id,
+                    "order_id": p.rfq_id,
+                    "status": p.state,
+                    "version": p.version,
+                    "event": p.event,
+                    "reason": p.reason,
+                    "quote_id": p.quote_id or None,
+                    "price": p.price or None,
+                    "trade_id": p.trade_id or None,
+                },
+            },
+        )
+
+    async def _quote_recorded(self, p: ev.QuoteRecorded) -> None:
+        q = p.quote
+        tz = self._clock.now().tzinfo
+        values = {
+            "quote_id": q.quote_id,
+            "rfq_id": q.rfq_id,
+            "maker": q.maker,
+            "bid_px": parse_decimal(q.bid_px) if q.bid_px else None,
+            "offer_px": parse_decimal(q.offer_px) if q.offer_px else None,
+            "quantity": parse_decimal(q.quantity),
+            "valid_until": q.valid_until.ToDatetime(tzinfo=tz),
+        }
+        async with self._engine.begin() as conn:
+            await RfqRepository(conn).add_quote(values)
+        self._hub.push(p.requester, {"type": "quote", "data": quote_view(values)})

@@ -1,0 +1,173 @@
+"""The edge's use cases: create, read, accept and cancel RFQs for an authenticated
+party. The acting party always comes from the token, never from the request body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from otc.auth import Principal, Role
+from otc.bus import topics
+from otc.bus.producer import Publisher
+from otc.clock import Clock
+from otc.contracts import events_pb2 as ev
+from otc.errors import Conflict, Forbidden, NotFound
+from otc.ids import new_id
+from otc.money import fmt
+from otc.sides import Side, to_proto
+from otc.unit_of_work import UnitOfWork
+from rfq_service.adapters.repository import RfqRepository
+from rfq_service.adapters.tables import OUTBOX_TABLES
+from rfq_service.domain.rfq import RfqSpec
+from rfq_service.service_layer.replies import ReplyRegistry
+from rfq_service.service_layer.views import rfq_view
+
+PRODUCER = "rfq-service"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """`accepted` None means no answer in time: the outcome will arrive on the WebSocket."""
+
+    accepted: bool | None
+    rfq_id: str
+    command_id: str
+    state: str = ""
+    code: str = ""
+    reason: str = ""
+
+
+def _require_trader(principal: Principal) -> None:
+    if principal.role is not Role.TRADER:
+        raise Forbidden(f"role {principal.role.value} cannot do this; traders only")
+
+
+class Edge:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        publisher: Publisher,
+        replies: ReplyRegistry,
+        clock: Clock,
+        reply_timeout_s: float,
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._replies = replies
+        self._clock = clock
+        self._reply_timeout = reply_timeout_s
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._engine, OUTBOX_TABLES, producer=PRODUCER, clock=self._clock)
+
+    async def create_rfq(self, principal: Principal, spec: RfqSpec) -> tuple[dict[str, Any], bool]:
+        """Returns (rfq, created); a repeat of the same request returns the first RFQ."""
+        _require_trader(principal)
+        rfq_id = new_id()
+        now = self._clock.now()
+        async with self._uow() as uow:
+            repo = RfqRepository(uow.conn)
+            created = await repo.insert(rfq_id, principal.party, spec, now)
+            if created:
+                requested = ev.RfqRequested(
+                    rfq_id=rfq_id,
+                    client_rfq_id=spec.client_rfq_id,
+                    requester=principal.party,
+                    instrument=spec.instrument,
+                    side=to_proto(spec.side),
+                    quantity=fmt(spec.quantity),
+                    counterparties=list(spec.counterparties),
+                    anonymous=spec.anonymous,
+                )
+                requested.created_at.FromDatetime(now)
+                requested.expires_at.FromDatetime(spec.expires_at(now))
+                uow.emit(topics.RFQ_REQUESTS, rfq_id, requested, correlation_id=rfq_id)
+                row = await repo.get(rfq_id)
+            else:
+                row = await repo.by_client_id(principal.party, spec.client_rfq_id)
+                assert row is not None
+                if row["request_hash"] != spec.request_hash():
+                    raise Conflict(
+                        f"client_rfq_id {spec.client_rfq_id!r} was already used for a "
+                        "different request",
+                        code="client_rfq_id_reused",
+                    )
+            await uow.commit()
+        assert row is not None
+        return rfq_view(row, []), created
+
+    async def get_rfq(self, principal: Principal, rfq_id: str) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            repo = RfqRepository(conn)
+            row = await repo.get(rfq_id)
+            if row is None or not self._may_read(principal, row["requester"]):
+                raise NotFound(f"no RFQ {rfq_id}")
+            return rfq_view(row, await repo.quotes_of(rfq_id))
+
+    async def list_rfqs(
+        self, principal: Principal, *, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        _require_trader(principal)
+        async with self._engine.connect() as conn:
+            rows = await RfqRepository(conn).list_for(
+                principal.party, status=status, cursor=cursor, limit=limit + 1
+            )
+        page, more = rows[:limit], len(rows) > limit
+        return [rfq_view(r) for r in page], (page[-1]["rfq_id"] if more else None)
+
+    async def accept(
+        self, principal: Principal, rfq_id: str, quote_id: str, side: Side | None
+    ) -> CommandOutcome:
+        _require_trader(principal)
+        await self._own_rfq(principal, rfq_id)
+        command = ev.AcceptQuote(
+            rfq_id=rfq_id,
+            quote_id=quote_id,
+            trader=principal.party,
+            side=to_proto(side) if side else ev.SIDE_UNSPECIFIED,
+        )
+        return await self._command(rfq_id, command)
+
+    async def cancel(self, principal: Principal, rfq_id: str) -> CommandOutcome:
+        _require_trader(principal)
+        await self._own_rfq(principal, rfq_id)
+        return await self._command(rfq_id, ev.CancelRfq(rfq_id=rfq_id, trader=principal.party))
+
+    async def _command(self, rfq_id: str, command: ev.AcceptQuote | ev.CancelRfq) -> CommandOutcome:
+        command_id = new_id()
+        future = self._replies.expect(command_id)
+        try:
+            await self._publisher.publish(
+                topics.ORDER_COMMANDS,
+                rfq_id,
+                command,
+                correlation_id=rfq_id,
+                event_id=command_id,
+            )
+        except BaseException:
+            self._replies.forget(command_id)
+            raise
+        result = await self._replies.wait(command_id, future, self._reply_timeout)
+        if result is None:
+            return CommandOutcome(None, rfq_id, command_id)
+        return CommandOutcome(
+            result.accepted,
+            rfq_id,
+            command_id,
+            state=result.state,
+            code=result.reason_code,
+            reason=result.reason,
+        )
+
+    async def _own_rfq(self, principal: Principal, rfq_id: str) -> None:
+        async with self._engine.connect() as conn:
+            row = await RfqRepository(conn).get(rfq_id)
+        if row is None or row["requester"] != principal.party:
+            raise NotFound(f"no RFQ {rfq_id}")
+
+    @staticmethod
+    def _may_read(principal: Principal, requester: str) -> bool:
+        return principal.role is Role.AUDITOR or principal.party == requester

@@ -1,0 +1,103 @@
+"""Wires the credit service: engine, clock and handlers behind a grpc.aio server with
+health checking and reflection, plus the sweeper that expires overdue reservations.
+
+`build` returns an otc.service.Service, so `serve` runs it like every other service:
+start() binds the port and reports SERVING; run() sweeps until stop(); stop()
+reports NOT_SERVING first (load balancers drain), stops sweeping and lets in-flight
+calls finish within a grace period; close() disposes the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from otc.clock import Clock, SystemClock
+from otc.contracts import risk_limits_pb2_grpc as pb_grpc
+from otc.db import make_engine
+from otc.errors import is_transient
+from otc.logging import get_logger
+from otc.settings import Settings
+from risk_limits.entrypoints.grpc_server import SERVICE_NAME, RiskLimitsServicer
+from risk_limits.service_layer.dependencies import Dependencies
+from risk_limits.service_layer.settling import SWEEP_BATCH, expire_overdue
+
+log = get_logger(__name__)
+
+SWEEP_INTERVAL_S = 1.0
+STOP_GRACE_S = 5.0
+
+
+class RiskLimitsService:
+    name = "risk-limits"
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, deps: Dependencies) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._deps = deps
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stopping = asyncio.Event()
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_RiskLimitsServicer_to_server(RiskLimitsServicer(self._deps), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        port: int = server.add_insecure_port(f"0.0.0.0:{self._settings.risk_grpc_port}")
+        await server.start()
+        self._server, self.port = server, port
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("risk limits listening", port=port)
+
+    def ready(self) -> bool:
+        return self._server is not None and not self._stopping.is_set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            await self._sweep()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SWEEP_INTERVAL_S):
+                    await self._stopping.wait()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(STOP_GRACE_S)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def _sweep(self) -> None:
+        # A failing sweep must not end the loop: the next tick retries, and a
+        # reservation left FROZEN past its deadline only waits a little longer.
+        try:
+            while await expire_overdue(self._deps) == SWEEP_BATCH:
+                if self._stopping.is_set():
+                    return
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("reservation sweep failed")
+            else:
+                log.warning("reservation sweep failed; retrying", error=repr(exc))
+
+
+def build(settings: Settings, *, clock: Clock | None = None) -> RiskLimitsService:
+    engine = make_engine(settings.require("database_url"))
+    deps = Dependencies(
+        engine=engine,
+        clock=clock or SystemClock(),
+        reservation_ttl=timedelta(milliseconds=settings.reservation_ttl_ms),
+    )
+    return RiskLimitsService(settings, engine, deps)

@@ -1,0 +1,49 @@
+"""What callers ask the credit service, as frozen messages independent of gRPC.
+
+Amounts stay the caller's text here; the handlers validate them through the
+domain, so that every malformed request is refused by the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LegRequest:
+    party: str
+    counterparty: str
+    amount: str
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    reservation_id: str
+    rfq_id: str
+    legs: tuple[LegRequest, ...]
+    deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    reservation_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetCreditLine:
+    party: str
+    currency: str
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetExposure:
+    party: str

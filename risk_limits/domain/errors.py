@@ -1,0 +1,48 @@
+"""The credit service's refusals, as subclasses of the platform taxonomy (otc.errors).
+
+    Conflict
+    ├── CreditRefused             no line, or not enough available credit
+    ├── ReservationIdReused       one id, two different requests
+    ├── ReleasedBeforeFrozen      a Freeze arriving after its own Release
+    ├── IllegalTransition         e.g. Commit of a RELEASED reservation
+    └── CurrencyChangeRefused     a line's currency changed while it carries credit
+    NotFound
+    ├── ReservationNotFound
+    └── CreditLineNotFound
+    ValidationFailed              malformed request (amounts, currencies, ids)
+
+The gRPC edge maps ReservationIdReused to ALREADY_EXISTS and every other Conflict
+to FAILED_PRECONDITION: the request was well formed, the state said no.
+"""
+
+from __future__ import annotations
+
+from otc.errors import Conflict, NotFound
+
+
+class CreditRefused(Conflict):
+    code = "credit_refused"
+
+
+class ReservationIdReused(Conflict):
+    code = "reservation_id_reused"
+
+
+class ReleasedBeforeFrozen(Conflict):
+    code = "released_before_frozen"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class CurrencyChangeRefused(Conflict):
+    code = "currency_change_refused"
+
+
+class ReservationNotFound(NotFound):
+    pass
+
+
+class CreditLineNotFound(NotFound):
+    pass

@@ -1,0 +1,120 @@
+"""The gRPC edge of `risk_limits.v1.RiskLimits`: each method builds a command, hands
+it to its handler and turns the answer into a reply. Errors become status codes
+here and only here, following the taxonomy of otc.errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import UTC
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from otc.contracts import risk_limits_pb2 as pb
+from otc.contracts import risk_limits_pb2_grpc as pb_grpc
+from otc.errors import Conflict, Forbidden, NotFound, OtcError, ValidationFailed, is_transient
+from otc.logging import get_logger
+from otc.money import fmt
+from risk_limits.domain import commands
+from risk_limits.domain.credit import CreditLine
+from risk_limits.domain.errors import ReservationIdReused
+from risk_limits.service_layer import credit_lines, freezing, settling
+from risk_limits.service_layer.dependencies import Dependencies
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["RiskLimits"].full_name
+
+
+def status_code(exc: OtcError) -> grpc.StatusCode:
+    if isinstance(exc, ReservationIdReused):
+        return grpc.StatusCode.ALREADY_EXISTS
+    if isinstance(exc, Conflict):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, Forbidden):
+        return grpc.StatusCode.PERMISSION_DENIED
+    if isinstance(exc, ValidationFailed) or exc.status < 500:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.UNAVAILABLE if is_transient(exc) else grpc.StatusCode.INTERNAL
+
+
+class RiskLimitsServicer(pb_grpc.RiskLimitsServicer):
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    async def Freeze(
+        self, request: pb.FreezeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FreezeResponse:
+        cmd = commands.Freeze(
+            reservation_id=request.reservation_id,
+            rfq_id=request.rfq_id,
+            legs=tuple(
+                commands.LegRequest(leg.party, leg.counterparty, leg.amount, leg.currency)
+                for leg in request.legs
+            ),
+            deadline=(
+                request.deadline.ToDatetime(tzinfo=UTC) if request.HasField("deadline") else None
+            ),
+        )
+        status = await _answer(context, freezing.freeze(cmd, self._deps))
+        return pb.FreezeResponse(reservation_id=request.reservation_id, status=status.value)
+
+    async def Commit(
+        self, request: pb.CommitRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReservationResponse:
+        cmd = commands.Commit(request.reservation_id)
+        status = await _answer(context, settling.commit(cmd, self._deps))
+        return pb.ReservationResponse(reservation_id=request.reservation_id, status=status.value)
+
+    async def Release(
+        self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReservationResponse:
+        cmd = commands.Release(request.reservation_id, request.reason)
+        status = await _answer(context, settling.release(cmd, self._deps))
+        return pb.ReservationResponse(reservation_id=request.reservation_id, status=status.value)
+
+    async def GetExposure(
+        self, request: pb.GetExposureRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Exposure:
+        query = commands.GetExposure(request.party)
+        return _exposure(await _answer(context, credit_lines.get_exposure(query, self._deps)))
+
+    async def SetCreditLine(
+        self, request: pb.SetCreditLineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Exposure:
+        cmd = commands.SetCreditLine(request.party, request.currency, request.limit)
+        return _exposure(await _answer(context, credit_lines.set_credit_line(cmd, self._deps)))
+
+
+async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except OtcError as exc:
+        await _abort(context, status_code(exc), exc.message)
+    except Exception as exc:
+        if is_transient(exc):
+            log.warning("transient failure", error=repr(exc))
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, "temporarily unavailable; retry")
+        log.exception("unexpected failure")
+        await _abort(context, grpc.StatusCode.INTERNAL, "internal error")
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("ServicerContext.abort returned instead of raising")
+
+
+def _exposure(line: CreditLine) -> pb.Exposure:
+    return pb.Exposure(
+        party=line.party,
+        currency=line.currency,
+        limit=fmt(line.limit),
+        used=fmt(line.used),
+        frozen=fmt(line.frozen),
+        available=fmt(line.available),
+    )

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the credit service, labelled by how each call ended."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+FREEZES = Counter(
+    "otc_risk_freezes_total",
+    "Freeze calls, by outcome (frozen, rejected, replayed, invalid)",
+    ["outcome"],
+)
+COMMITS = Counter(
+    "otc_risk_commits_total",
+    "Commit calls, by outcome (committed, replayed, refused, not_found, invalid)",
+    ["outcome"],
+)
+RELEASES = Counter(
+    "otc_risk_releases_total",
+    "Release calls, by outcome (released, replayed, tombstone, refused, invalid)",
+    ["outcome"],
+)
+RESERVATIONS_EXPIRED = Counter(
+    "otc_risk_reservations_expired_total",
+    "FROZEN reservations released by the sweeper after their deadline",
+)

@@ -1,0 +1,135 @@
+"""The second phase: Commit, Release and the sweeper's expiry of overdue reservations.
+
+Each locks the reservation row before touching credit lines (and touches lines in
+party order), so it waits for a concurrent Freeze, Commit or Release of the same id
+and then sees its outcome: a reservation leaves FROZEN exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import Counter
+
+from otc.errors import ValidationFailed
+from otc.logging import get_logger
+from risk_limits.domain import commands
+from risk_limits.domain.credit import amounts_by_party, require_id
+from risk_limits.domain.errors import IllegalTransition, ReservationNotFound
+from risk_limits.domain.reservation import (
+    TARGET,
+    TOMBSTONE_HASH,
+    Action,
+    Decision,
+    Reservation,
+    Status,
+    decide,
+)
+from risk_limits.metrics import COMMITS, RELEASES, RESERVATIONS_EXPIRED
+
+from .dependencies import Dependencies
+from .unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
+
+SWEEP_BATCH = 100
+EXPIRY_REASON = "deadline passed"
+
+
+async def commit(cmd: commands.Commit, deps: Dependencies) -> Status:
+    reservation_id = _valid_id(cmd.reservation_id, COMMITS)
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        stored = await uow.reservations.get(reservation_id, for_update=True)
+        if stored is None:
+            COMMITS.labels("not_found").inc()
+            raise ReservationNotFound(f"reservation {reservation_id} not found")
+        return await _settle(uow, stored, Action.COMMIT, "", now, COMMITS)
+
+
+async def release(cmd: commands.Release, deps: Dependencies) -> Status:
+    reservation_id = _valid_id(cmd.reservation_id, RELEASES)
+    now = deps.clock.now()
+    tombstone = Reservation(
+        reservation_id=reservation_id,
+        rfq_id="",
+        status=Status.RELEASED,
+        legs=(),
+        request_hash=TOMBSTONE_HASH,
+        reason=cmd.reason,
+        deadline=now,
+    )
+    async with deps.uow() as uow:
+        if await uow.reservations.add(tombstone, now):
+            await uow.commit()
+            RELEASES.labels("tombstone").inc()
+            log.info("released before frozen", reservation_id=reservation_id)
+            return Status.RELEASED
+        stored = await uow.reservations.get(reservation_id, for_update=True)
+        assert stored is not None, "reservations are never deleted"
+        return await _settle(uow, stored, Action.RELEASE, cmd.reason, now, RELEASES)
+
+
+async def expire_overdue(deps: Dependencies) -> int:
+    """Expires one batch of FROZEN reservations whose deadline has passed; returns
+    how many, so that the sweeper knows whether to take another batch at once."""
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        overdue = await uow.reservations.claim_overdue(now, SWEEP_BATCH)
+        if not overdue:
+            return 0
+        for reservation in overdue:
+            decide(reservation.reservation_id, reservation.status, Action.EXPIRE)
+        # One pass over all the batch's lines in party order, not one per reservation:
+        # two sweepers holding different reservations must still lock lines in order.
+        for amount in amounts_by_party(leg for r in overdue for leg in r.legs):
+            await uow.credit_lines.unfreeze(amount, into_used=False, now=now)
+        await uow.reservations.set_status(
+            [r.reservation_id for r in overdue], TARGET[Action.EXPIRE], EXPIRY_REASON, now
+        )
+        await uow.commit()
+    RESERVATIONS_EXPIRED.inc(len(overdue))
+    for reservation in overdue:
+        log.info(
+            "reservation expired",
+            rfq_id=reservation.rfq_id,
+            reservation_id=reservation.reservation_id,
+            deadline=reservation.deadline.isoformat(),
+        )
+    return len(overdue)
+
+
+async def _settle(
+    uow: UnitOfWork,
+    stored: Reservation,
+    action: Action,
+    reason: str,
+    now: datetime,
+    counter: Counter,
+) -> Status:
+    bound = log.bind(rfq_id=stored.rfq_id, reservation_id=stored.reservation_id)
+    try:
+        decision = decide(stored.reservation_id, stored.status, action)
+    except IllegalTransition as exc:
+        counter.labels("refused").inc()
+        bound.info("reservation transition refused", reason=exc.message)
+        raise
+    if decision is Decision.ALREADY_DONE:
+        counter.labels("replayed").inc()
+        return stored.status
+    target = TARGET[action]
+    for amount in amounts_by_party(stored.legs):
+        await uow.credit_lines.unfreeze(amount, into_used=target is Status.COMMITTED, now=now)
+    await uow.reservations.set_status([stored.reservation_id], target, reason, now)
+    await uow.commit()
+    counter.labels(target.value.lower()).inc()
+    bound.info("reservation settled", status=target.value)
+    return target
+
+
+def _valid_id(reservation_id: str, counter: Counter) -> str:
+    try:
+        return require_id(reservation_id, "reservation_id")
+    except ValidationFailed:
+        counter.labels("invalid").inc()
+        raise

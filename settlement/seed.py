@@ -1,0 +1,35 @@
+"""Demo balances of DESIGN.md ("Running it"): enough of every asset for any party
+to trade the demo instruments for a long time."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from otc.clock import SystemClock
+from otc.unit_of_work import UnitOfWork
+from settlement.adapters.repository import OUTBOX_TABLES, LedgerRepository
+from settlement.domain.ledger import Account
+
+DEMO_BALANCES: dict[str, Decimal] = {
+    "BTC": Decimal("1000"),
+    "ETH": Decimal("20000"),
+    "EUR": Decimal("500000000"),
+    "USD": Decimal("2000000000"),
+}
+
+
+async def seed_demo_balances(engine: AsyncEngine, parties: tuple[str, ...]) -> None:
+    """Opens the demo balances that are missing. Re-seeding never resets a balance
+    that trades have moved, so balances and ledger keep agreeing across restarts."""
+    if not parties:
+        return
+    amounts = {
+        Account(party, asset): amount
+        for party in parties
+        for asset, amount in DEMO_BALANCES.items()
+    }
+    async with UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=SystemClock()) as uow:
+        await LedgerRepository(uow.conn).open_accounts(amounts)
+        await uow.commit()
