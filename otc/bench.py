@@ -4,6 +4,7 @@ prints latency percentiles and throughput. It measures; it asserts nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -44,17 +45,16 @@ async def _one(trader: TraderClient, samples: Samples, quantity: str) -> None:
         track = trader.tracks[rfq_id]
         assert track.first_quote_at is not None
         samples.first_quote_ms.append((track.first_quote_at - started) * 1000)
-        try:
+        with contextlib.suppress(TimeoutError):
             await trader.wait_quotes(rfq_id, len(rfq["counterparties"]), timeout=1.0)
-        except TimeoutError:
-            pass
         chosen = best_quote(track.quotes, "buy")
         accepted = time.perf_counter()
+        mark = trader.mark(rfq_id)
         status, body = await trader.accept(rfq_id, chosen["quote_id"])
         if status not in (200, 202):
             samples.fail(f"accept {status} {body.get('error', {}).get('code', '')}")
             return
-        outcome = await trader.wait_status(rfq_id, "CONFIRMED", "QUOTED", "EXPIRED")
+        outcome = await trader.wait_status(rfq_id, "CONFIRMED", "QUOTED", "EXPIRED", since=mark)
         if outcome != "CONFIRMED":
             samples.fail(f"not confirmed: {outcome}")
             return
@@ -64,7 +64,13 @@ async def _one(trader: TraderClient, samples: Samples, quantity: str) -> None:
 
 
 async def run_bench(
-    base_url: str, tokens: list[str], *, rfqs: int, concurrency: int, quantity: str, console: Console
+    base_url: str,
+    tokens: list[str],
+    *,
+    rfqs: int,
+    concurrency: int,
+    quantity: str,
+    console: Console,
 ) -> Samples:
     samples = Samples()
     clients = [TraderClient(base_url, token) for token in tokens]
@@ -93,7 +99,9 @@ async def run_bench(
     return samples
 
 
-def _report(console: Console, samples: Samples, rfqs: int, concurrency: int, elapsed: float) -> None:
+def _report(
+    console: Console, samples: Samples, rfqs: int, concurrency: int, elapsed: float
+) -> None:
     table = Table(title=f"{rfqs} RFQs, {concurrency} in flight, 3 makers")
     for column in ("measure", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="right" if column != "measure" else "left")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -23,22 +22,21 @@ from otc.logging import configure
 from otc.service import Service, serve
 from otc.settings import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="OTC request-for-quote platform.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="OTC request-for-quote platform."
+)
 console = Console()
-
-
-def _ensure_runtime_dir(settings: Settings) -> None:
-    # The PostgreSQL wheel keeps a lock file under XDG_RUNTIME_DIR and warns without one.
-    if not os.environ.get("XDG_RUNTIME_DIR"):
-        runtime = (settings.state_dir / "run").resolve()
-        runtime.mkdir(parents=True, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 def _run_service(name: str, factory: Callable[[Settings], Service]) -> None:
     settings = get_settings()
     configure(name, fmt=settings.log_format, level=settings.log_level)
-    asyncio.run(serve(factory(settings), settings))
+
+    async def main() -> None:
+        # Built inside the loop: Kafka clients bind to the running loop when created.
+        await serve(factory(settings), settings)
+
+    asyncio.run(main())
 
 
 @app.command("rfq-service")
@@ -104,7 +102,9 @@ def migrate() -> None:
 @app.command()
 def token(
     party: Annotated[str, typer.Option(help="party id (the token's sub)")] = "TRADER-A",
-    role: Annotated[Role, typer.Option(help="trader, market_maker, auditor or admin")] = Role.TRADER,
+    role: Annotated[
+        Role, typer.Option(help="trader, market_maker, auditor or admin")
+    ] = Role.TRADER,
     ttl_hours: Annotated[float, typer.Option(help="validity in hours")] = 12.0,
 ) -> None:
     """Mint a development token signed with OTC_JWT_SECRET."""
@@ -127,7 +127,6 @@ def up() -> None:
     """Start everything: embedded servers (unless OTC_* URLs are set), every service,
     three demo market makers and the price feed. Ctrl-C stops it all."""
     settings = get_settings()
-    _ensure_runtime_dir(settings)
     configure("otc-up", fmt=settings.log_format, level="WARNING")
     code = asyncio.run(_up(settings))
     raise typer.Exit(code)
@@ -156,12 +155,12 @@ async def _up(settings: Settings) -> int:
         while not stop.is_set():
             dead = [name for name, child in platform.children.items() if not child.alive()]
             if dead:
-                console.print(f"[red]{', '.join(dead)} stopped unexpectedly[/red]; see {state_dir / 'logs'}")
+                console.print(
+                    f"[red]{', '.join(dead)} stopped unexpectedly[/red]; see {state_dir / 'logs'}"
+                )
                 return 1
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
         console.print("stopping...")
         return 0
     finally:
@@ -172,7 +171,8 @@ async def _up(settings: Settings) -> int:
 def _print_banner(settings: Settings, platform: object, endpoints: object) -> None:
     from otc.infra.platform import Endpoints, Platform
 
-    assert isinstance(platform, Platform) and isinstance(endpoints, Endpoints)
+    assert isinstance(platform, Platform)
+    assert isinstance(endpoints, Endpoints)
     started = ", ".join(platform.started_servers) or "none (using OTC_* URLs)"
     url = f"http://127.0.0.1:{platform.http_port}"
     console.print(f"""
@@ -207,10 +207,11 @@ async def _platform_at(url: str | None) -> AsyncIterator[str]:
     from otc.infra.platform import Platform
     from otc.infra.processes import free_port
 
-    _ensure_runtime_dir(settings)
     console.print(f"no platform at {target}; starting one for this run...")
     with tempfile.TemporaryDirectory(prefix="otc-") as tmp:
-        platform = Platform(settings, state_dir=Path(tmp), http_port=free_port(), log_dir=Path(tmp) / "logs")
+        platform = Platform(
+            settings, state_dir=Path(tmp), http_port=free_port(), log_dir=Path(tmp) / "logs"
+        )
         try:
             await platform.start()
             yield f"http://127.0.0.1:{platform.http_port}"
@@ -231,7 +232,11 @@ def demo(
     async def main() -> None:
         async with _platform_at(url) as target:
             await run_demo(
-                target, _mint("TRADER-A", Role.TRADER), instrument=instrument, side=side, quantity=quantity
+                target,
+                _mint("TRADER-A", Role.TRADER),
+                instrument=instrument,
+                side=side,
+                quantity=quantity,
             )
 
     try:
@@ -255,7 +260,12 @@ def bench(
         async with _platform_at(url) as target:
             tokens = [_mint(p, Role.TRADER) for p in ("TRADER-A", "TRADER-B")]
             await run_bench(
-                target, tokens, rfqs=rfqs, concurrency=concurrency, quantity=quantity, console=console
+                target,
+                tokens,
+                rfqs=rfqs,
+                concurrency=concurrency,
+                quantity=quantity,
+                console=console,
             )
 
     asyncio.run(main())

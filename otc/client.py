@@ -92,7 +92,7 @@ class TraderClient:
         status, payload = await self._call("POST", "/v1/rfqs", body)
         if status not in (200, 201):
             raise ApiError(status, payload)
-        self.tracks[payload["rfq_id"]]  # noqa: B018 - start tracking before quotes arrive
+        self.tracks[payload["rfq_id"]]
         return dict(payload)
 
     async def get_rfq(self, rfq_id: str) -> dict[str, Any]:
@@ -110,19 +110,32 @@ class TraderClient:
     async def cancel(self, rfq_id: str) -> tuple[int, Any]:
         return await self._call("POST", f"/v1/rfqs/{rfq_id}/cancel")
 
-    async def wait_quotes(self, rfq_id: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+    async def wait_quotes(
+        self, rfq_id: str, count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
         track = self.tracks[rfq_id]
         await self._wait(track, lambda: len(track.quotes) >= count, timeout, f"{count} quote(s)")
         return list(track.quotes)
 
-    async def wait_status(self, rfq_id: str, *statuses: str, timeout: float = 10.0) -> str:
+    def mark(self, rfq_id: str) -> int:
+        """A point in the RFQ's history, for `wait_status(..., since=...)`."""
+        return len(self.tracks[rfq_id].states)
+
+    async def wait_status(
+        self, rfq_id: str, *statuses: str, since: int = 0, timeout: float = 10.0
+    ) -> str:
+        """Waits until the RFQ reaches one of `statuses` (after the `since` mark)."""
         track = self.tracks[rfq_id]
 
-        def reached() -> bool:
-            return any(s in track.state_at for s in statuses)
+        def reached() -> str | None:
+            return next(
+                (s["status"] for s in track.states[since:] if s["status"] in statuses), None
+            )
 
-        await self._wait(track, reached, timeout, " or ".join(statuses))
-        return next(s for s in statuses if s in track.state_at)
+        await self._wait(track, lambda: reached() is not None, timeout, " or ".join(statuses))
+        found = reached()
+        assert found is not None
+        return found
 
     @staticmethod
     async def _wait(track: RfqTrack, done: Any, timeout: float, what: str) -> None:

@@ -51,9 +51,7 @@ def stale_files() -> list[str]:
         fresh = {p.name: p.read_bytes() for p in generate(Path(tmp))}
     committed = {p.name: p.read_bytes() for p in (ROOT / CONTRACTS).glob("*_pb2*")}
     return sorted(
-        name
-        for name in fresh.keys() | committed.keys()
-        if fresh.get(name) != committed.get(name)
+        name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name)
     )
 
 

@@ -68,7 +68,8 @@ async def run_demo(
             )
             rfq_id = rfq["rfq_id"]
             timeline.step(
-                "RFQ sent", f"{rfq_id} {side} {quantity} {instrument} to {', '.join(rfq['counterparties'])}"
+                "RFQ sent",
+                f"{rfq_id} {side} {quantity} {instrument} to {', '.join(rfq['counterparties'])}",
             )
             step = "quotes"
             wanted = min(makers, len(rfq["counterparties"]))
@@ -82,17 +83,20 @@ async def run_demo(
                 timeline.step("quote", _describe(q))
             chosen = best_quote(quotes, side)
             step = "accept"
+            mark = trader.mark(rfq_id)
             status, body = await trader.accept(rfq_id, chosen["quote_id"])
             if status not in (200, 202):
                 raise ApiError(status, body)
             timeline.step("accepted", f"{chosen['maker']} {chosen['quote_id']} -> {body['status']}")
             step = "last look"
-            outcome = await trader.wait_status(rfq_id, "CONFIRMED", "QUOTED", "EXPIRED")
+            outcome = await trader.wait_status(rfq_id, "CONFIRMED", "QUOTED", "EXPIRED", since=mark)
             if outcome != "CONFIRMED":
                 raise DemoFailed(step, f"market maker did not confirm (order is {outcome})")
             timeline.step("confirmed", "credit committed, trade sent to settlement")
             step = "settlement"
-            final = await trader.wait_status(rfq_id, "SETTLED", "SETTLEMENT_FAILED", timeout=15)
+            final = await trader.wait_status(
+                rfq_id, "SETTLED", "SETTLEMENT_FAILED", since=mark, timeout=15
+            )
             if final != "SETTLED":
                 raise DemoFailed(step, "settlement failed")
             done = await trader.get_rfq(rfq_id)

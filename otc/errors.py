@@ -82,7 +82,7 @@ def is_transient(exc: BaseException) -> bool:
     if callable(code):
         try:
             name = getattr(code(), "name", "")
-        except Exception:  # noqa: BLE001 - not a grpc error after all
+        except Exception:
             return False
         return name in {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
     return False

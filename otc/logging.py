@@ -18,7 +18,7 @@ def configure(service: str, *, fmt: str = "console", level: str = "INFO") -> Non
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
-    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "transitions"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[

@@ -103,7 +103,9 @@ class OutboxRelay:
                     while await self.publish_batch():
                         pass
                 except Exception as exc:
-                    log.warning("outbox relay failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                    log.warning(
+                        "outbox relay failed; retrying", error=f"{type(exc).__name__}: {exc}"
+                    )
                     await asyncio.sleep(0.5)
                     continue
                 with contextlib.suppress(TimeoutError):

@@ -14,13 +14,13 @@ import signal
 from collections.abc import Callable
 from typing import Protocol
 
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from otc.http_server import http_server
 from otc.logging import get_logger
 from otc.settings import Settings
 
@@ -59,23 +59,16 @@ def ops_routes(ready: Callable[[], bool]) -> list[Route]:
     ]
 
 
-def _uvicorn_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
-
-
 async def serve(service: Service, settings: Settings) -> None:
     draining = False
 
     def is_ready() -> bool:
         return not draining and service.ready()
 
-    ops: uvicorn.Server | None = None
+    ops = None
     ops_task: asyncio.Task[None] | None = None
     if settings.ops_port and not getattr(service, "has_own_http", False):
-        ops = _uvicorn_server(Starlette(routes=ops_routes(is_ready)), "0.0.0.0", settings.ops_port)
+        ops = http_server(Starlette(routes=ops_routes(is_ready)), "0.0.0.0", settings.ops_port)
         ops_task = asyncio.create_task(ops.serve())
 
     loop = asyncio.get_running_loop()

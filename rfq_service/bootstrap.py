@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import uvicorn
-
 from otc.bus import topics
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
+from otc.http_server import http_server
 from otc.outbox import OutboxRelay
 from otc.settings import Settings
 from rfq_service.adapters.tables import OUTBOX_TABLES
@@ -68,11 +67,7 @@ class RfqService:
             makers=s.maker_ids,
             ready=self.ready,
         )
-        config = uvicorn.Config(
-            app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = http_server(app, s.http_host, s.http_port)
 
     def ready(self) -> bool:
         return not self._draining and self._consumer.ready

@@ -23,6 +23,7 @@ from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.db import make_engine
 from otc.errors import is_transient
 from otc.logging import get_logger
+from otc.service import Service
 from otc.settings import Settings
 from risk_limits.entrypoints.grpc_server import SERVICE_NAME, RiskLimitsServicer
 from risk_limits.service_layer.dependencies import Dependencies
@@ -93,7 +94,7 @@ class RiskLimitsService:
                 log.warning("reservation sweep failed; retrying", error=repr(exc))
 
 
-def build(settings: Settings, *, clock: Clock | None = None) -> RiskLimitsService:
+def build(settings: Settings, *, clock: Clock | None = None) -> Service:
     engine = make_engine(settings.require("database_url"))
     deps = Dependencies(
         engine=engine,

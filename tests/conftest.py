@@ -26,7 +26,9 @@ TEST_QUOTE_TTL_MS = 4000
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"endpoints", "platform", "engine", "redis_url"} & set(getattr(item, "fixturenames", ())):
+        if {"endpoints", "platform", "engine", "redis_url"} & set(
+            getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.infra)
 
 

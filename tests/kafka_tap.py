@@ -4,6 +4,7 @@ assignment, so no consumer-group join) and waits for matching messages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ class KafkaTap:
                             r.topic,
                             r.key.decode() if r.key else None,
                             r.value,
-                            {k: v for k, v in (r.headers or ())},
+                            dict(r.headers or ()),
                             message,
                         )
                     )
@@ -83,10 +84,10 @@ class KafkaTap:
             if remaining <= 0:
                 raise TimeoutError(f"saw {len(matches)} of {count} expected messages")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
 
     def payloads(self, type_name: str) -> list[Message]:
-        return [s.message for s in self.seen if s.message is not None and s.message.type == type_name]
+        return [
+            s.message for s in self.seen if s.message is not None and s.message.type == type_name
+        ]

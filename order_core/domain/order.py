@@ -80,7 +80,9 @@ class Order:
             raise AcceptRefused("quote has expired", code="quote_expired")
         side = self.side if self.side is not Side.TWO_WAY else requested_side
         if side is None or side is Side.TWO_WAY:
-            raise AcceptRefused("a two-way RFQ needs side buy or sell on accept", code="side_required")
+            raise AcceptRefused(
+                "a two-way RFQ needs side buy or sell on accept", code="side_required"
+            )
         if self.side is not Side.TWO_WAY and requested_side not in (None, self.side):
             raise AcceptRefused(f"this RFQ is a {self.side.value} RFQ", code="wrong_side")
         price = quote.offer_px if side is Side.BUY else quote.bid_px

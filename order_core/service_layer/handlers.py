@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_core.adapters.repository import ConcurrentUpdate, OrderRepository
 from order_core.adapters.risk_client import CreditLeg, RiskClient
@@ -30,7 +31,7 @@ from otc.instruments import INSTRUMENTS
 from otc.logging import get_logger
 from otc.money import InvalidDecimal, parse_decimal
 from otc.quote_book import QuoteBook, TakeOutcome
-from otc.sides import Side, from_proto
+from otc.sides import from_proto
 from otc.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
@@ -44,7 +45,7 @@ UNKNOWN_ORDER_GRACE = timedelta(seconds=30)
 
 @dataclass(frozen=True)
 class Context:
-    engine: object
+    engine: AsyncEngine
     quotes: QuoteBook
     risk: RiskClient
     clock: Clock
@@ -52,7 +53,7 @@ class Context:
     reservation_ttl: timedelta
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, OUTBOX_TABLES, producer="order-core", clock=self.clock)  # type: ignore[arg-type]
+        return UnitOfWork(self.engine, OUTBOX_TABLES, producer="order-core", clock=self.clock)
 
 
 Handler = Callable[[Context, Message], Awaitable[None]]
@@ -83,16 +84,9 @@ def _emit_state(uow: UnitOfWork, order: Order, msg: Message, event: str, reason:
     )
 
 
-def _decimal(text: str, field: str, *, positive: bool = False) -> ev.QuoteSubmitted | object:
-    try:
-        return parse_decimal(text, field=field, positive=positive)
-    except InvalidDecimal as exc:
-        raise InvalidMessage(str(exc)) from None
-
-
 async def _already_processed(ctx: Context, event_id: str) -> bool:
     table = OUTBOX_TABLES.processed_events
-    async with ctx.engine.connect() as conn:  # type: ignore[attr-defined]
+    async with ctx.engine.connect() as conn:
         row = await conn.execute(
             select(table.c.event_id).where(
                 table.c.consumer == CONSUMER, table.c.event_id == event_id
@@ -234,7 +228,7 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
     except ValueError as exc:
         raise InvalidMessage(str(exc)) from None
     now = ctx.clock.now()
-    async with ctx.engine.connect() as conn:  # type: ignore[attr-defined]
+    async with ctx.engine.connect() as conn:
         repo = OrderRepository(conn)
         order = await repo.get(cmd.rfq_id)
         quote = await repo.get_quote(cmd.quote_id) if order is not None else None
@@ -372,13 +366,12 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
     assert isinstance(p, ev.LastLookResponse)
     if await _already_processed(ctx, msg.event_id):
         return
-    async with ctx.engine.connect() as conn:  # type: ignore[attr-defined]
+    async with ctx.engine.connect() as conn:
         order = await OrderRepository(conn).get(p.rfq_id)
     if order is None:
         raise _unknown_order(ctx, msg, p.rfq_id)
     pending = (
-        order.state is OrderState.PENDING_CONFIRMATION
-        and order.reservation_id == p.reservation_id
+        order.state is OrderState.PENDING_CONFIRMATION and order.reservation_id == p.reservation_id
     )
     event, reason = OrderEvent.COUNTERPARTY_REJECT, p.reason or "rejected by the market maker"
     if pending and p.confirmed:
@@ -468,7 +461,9 @@ async def on_cancel(ctx: Context, msg: Message) -> None:
     await _retry_on_conflict(step)
 
 
-async def _on_settlement(ctx: Context, msg: Message, rfq_id: str, event: OrderEvent, reason: str) -> None:
+async def _on_settlement(
+    ctx: Context, msg: Message, rfq_id: str, event: OrderEvent, reason: str
+) -> None:
     async def step() -> None:
         async with ctx.uow() as uow:
             if not await uow.mark_processed(CONSUMER, msg.event_id):
@@ -506,5 +501,3 @@ HANDLERS: dict[str, Handler] = {
     "otc.v1.TradeSettled": on_trade_settled,
     "otc.v1.SettlementFailed": on_settlement_failed,
 }
-
-__all__ = ["CONSUMER", "HANDLERS", "Context", "Side"]

@@ -50,7 +50,8 @@ def quote_recorded(order: Order, submitted: ev.QuoteSubmitted) -> ev.QuoteRecord
 
 
 def last_look_request(order: Order, quote: Quote, deadline: datetime) -> ev.LastLookRequested:
-    assert order.trade_side is not None and order.price is not None
+    assert order.trade_side is not None
+    assert order.price is not None
     maker_side = Side.SELL if order.trade_side is Side.BUY else Side.BUY
     request = ev.LastLookRequested(
         rfq_id=order.rfq_id,
@@ -67,7 +68,8 @@ def last_look_request(order: Order, quote: Quote, deadline: datetime) -> ev.Last
 
 
 def trade_confirmed(order: Order, quote: Quote, now: datetime) -> ev.TradeConfirmed:
-    assert order.trade_side is not None and order.price is not None
+    assert order.trade_side is not None
+    assert order.price is not None
     buyer, seller = (
         (order.requester, quote.maker)
         if order.trade_side is Side.BUY

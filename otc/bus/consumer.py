@@ -73,7 +73,7 @@ class Consumer:
             self._consumer.subscribe(list(self._topics))
             return
         await self._consumer.topics()  # loads cluster metadata
-        partitions = []
+        partitions: list[TopicPartition] = []
         for topic in self._topics:
             ids = self._consumer.partitions_for_topic(topic) or set()
             if not ids:
@@ -149,7 +149,9 @@ class Consumer:
                 return
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        log.warning("message dead-lettered", topic=record.topic, offset=record.offset, reason=reason)
+        log.warning(
+            "message dead-lettered", topic=record.topic, offset=record.offset, reason=reason
+        )
         headers = [
             *list(record.headers or ()),
             ("dlq.reason", reason.encode()[:1000]),

@@ -92,4 +92,3 @@ def decode(raw: bytes | None) -> Message:
         causation_id=envelope.causation_id,
         payload=payload,
     )
-

@@ -3,6 +3,7 @@ and topic creation that works the same against a real cluster."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -56,11 +57,12 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -
         existing = set(await admin.list_topics())
         missing = [t for t in ALL_TOPICS if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
+                    [
+                        NewTopic(t, num_partitions=partitions, replication_factor=replication)
+                        for t in missing
+                    ]
                 )
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

@@ -67,6 +67,7 @@ class Platform:
         self.risk_port = free_port()
         self._servers: list[EmbeddedPostgres | EmbeddedValkey | EmbeddedKafka] = []
         self.children: dict[str, Child] = {}
+        self.specs: dict[str, ServiceSpec] = {}
         self.endpoints: Endpoints | None = None
 
     # -- infrastructure ---------------------------------------------------------
@@ -164,7 +165,7 @@ class Platform:
 
     async def start_services(self, timeout: float = 90.0) -> None:
         specs = self.service_specs()
-        self._specs = {s.name: s for s in specs}
+        self.specs = {s.name: s for s in specs}
         for spec in specs:
             self.spawn(spec)
         await asyncio.gather(*(self.wait_ready(s.name, timeout) for s in specs))
@@ -174,12 +175,12 @@ class Platform:
         old = self.children.get(name)
         if old is not None:
             old.stop()
-        child = self.spawn(self._specs[name])
+        child = self.spawn(self.specs[name])
         await self.wait_ready(name, timeout)
         return child
 
     async def wait_ready(self, name: str, timeout: float) -> None:
-        spec = self._specs[name]
+        spec = self.specs[name]
         child = self.children[name]
         url = f"http://127.0.0.1:{spec.ops_port}/readyz"
         deadline = time.monotonic() + timeout

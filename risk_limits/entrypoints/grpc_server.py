@@ -104,7 +104,9 @@ async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
         await _abort(context, grpc.StatusCode.INTERNAL, "internal error")
 
 
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+async def _abort(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str
+) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("ServicerContext.abort returned instead of raising")
 

@@ -20,8 +20,10 @@ from sqlalchemy import (
     Numeric,
     Table,
     Text,
+    bindparam,
     select,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -126,22 +128,39 @@ class LedgerRepository:
     async def post(self, trade_id: str, postings: Iterable[Posting], booked_at: datetime) -> None:
         """Moves the balances and journals every posting against the trade.
 
-        A receiving account that does not exist yet is opened by the upsert; the
-        balance check constraint is the last guard against an overdraft.
+        Debits update rows that `lock_balances` holds; credits are upserts, because a
+        receiving account may not exist yet. PostgreSQL checks a row proposed for
+        insertion before resolving the conflict, so only credits, never negative
+        amounts, may go through the upsert. The balance check constraint is the last
+        guard against an overdraft.
         """
         postings = tuple(postings)
-        moves = insert(balances).values(
-            [
-                {"party": account.party, "asset": account.asset, "amount": amount}
-                for account, amount in net_by_account(postings).items()
-            ]
-        )
-        await self._conn.execute(
-            moves.on_conflict_do_update(
-                index_elements=[balances.c.party, balances.c.asset],
-                set_={"amount": balances.c.amount + moves.excluded.amount},
+        nets = net_by_account(postings)
+        debits = [(account, amount) for account, amount in nets.items() if amount < 0]
+        credits = [(account, amount) for account, amount in nets.items() if amount > 0]
+        if debits:
+            await self._conn.execute(
+                update(balances)
+                .where(
+                    balances.c.party == bindparam("debit_party"),
+                    balances.c.asset == bindparam("debit_asset"),
+                )
+                .values(amount=balances.c.amount + bindparam("debit_amount")),
+                [
+                    {"debit_party": a.party, "debit_asset": a.asset, "debit_amount": amount}
+                    for a, amount in debits
+                ],
             )
-        )
+        if credits:
+            upsert = insert(balances).values(
+                [{"party": a.party, "asset": a.asset, "amount": amount} for a, amount in credits]
+            )
+            await self._conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[balances.c.party, balances.c.asset],
+                    set_={"amount": balances.c.amount + upsert.excluded.amount},
+                )
+            )
         await self._conn.execute(
             insert(ledger_entries),
             [

@@ -147,7 +147,10 @@ async def test_a_message_delivered_twice_books_and_emits_once(
         await tap.wait_for(event_for(SETTLED, sentinel.trade_id))
         [_] = await tap.wait_for(event_for(SETTLED, trade.trade_id))
 
-    queued = [(m.type, getattr(m.payload, "trade_id", "")) for m in await outbox_events(engine, trade.rfq_id)]
+    queued = [
+        (m.type, getattr(m.payload, "trade_id", ""))
+        for m in await outbox_events(engine, trade.rfq_id)
+    ]
     assert queued == [(SETTLED, trade.trade_id), (SETTLED, sentinel.trade_id)]
     assert len(await ledger_of(engine, trade.trade_id)) == 4
     moved = await balances_of(engine, buyer, seller)
@@ -205,7 +208,9 @@ async def test_undecodable_and_invalid_messages_are_dead_lettered_and_booking_go
         await tap.wait_for(event_for(SETTLED, good.trade_id))
 
     assert all("dlq.reason" in seen.headers for seen in garbage_seen + bad_seen)
-    assert b"quantity" in bad_seen[0].headers["dlq.reason"]
+    reason = bad_seen[0].headers["dlq.reason"]
+    assert reason.startswith(b"InvalidMessage")
+    assert b"quantity" in reason
     assert await trade_row(engine, bad.trade_id) is None
     good_row = await trade_row(engine, good.trade_id)
     assert good_row is not None
