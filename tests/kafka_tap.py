@@ -25,7 +25,9 @@ class Seen:
 
 class KafkaTap:
     def __init__(self, bootstrap: str, *topics: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+        )
         self._topics = topics
         self.seen: list[Seen] = []
         self._task: asyncio.Task[None] | None = None

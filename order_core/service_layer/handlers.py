@@ -38,9 +38,10 @@ log = get_logger(__name__)
 
 CONSUMER = "order-core"
 VERSION_RETRIES = 8
-# A message about an RFQ order_core has not seen may simply have overtaken the
-# RfqRequested on another topic; after this long it is dead-lettered instead.
-UNKNOWN_ORDER_GRACE = timedelta(seconds=30)
+# A quote for an RFQ order_core has not seen may simply have overtaken the
+# RfqRequested on the other topic; it is retried (holding up its partition) for at
+# most this long, then dead-lettered.
+UNKNOWN_ORDER_GRACE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ async def _retry_on_conflict(step: Callable[[], Awaitable[None]]) -> None:
     await step()
 
 
-def _unknown_order(ctx: Context, msg: Message, rfq_id: str) -> Exception:
-    if ctx.clock.now() - msg.occurred_at > UNKNOWN_ORDER_GRACE:
+def _unknown_order(ctx: Context, msg: Message, rfq_id: str, *, may_be_early: bool) -> Exception:
+    """Last-look answers and settlement results can only follow an order order_core
+    created, so for them an unknown RFQ is final; a quote may just be early."""
+    if not may_be_early or ctx.clock.now() - msg.occurred_at > UNKNOWN_ORDER_GRACE:
         return InvalidMessage(f"unknown rfq {rfq_id}")
     return TransientError(f"rfq {rfq_id} not yet known")
 
@@ -162,7 +165,7 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
             repo = OrderRepository(uow.conn)
             order = await repo.get(quote.rfq_id)
             if order is None:
-                raise _unknown_order(ctx, msg, quote.rfq_id)
+                raise _unknown_order(ctx, msg, quote.rfq_id, may_be_early=True)
             if quote.maker not in order.counterparties:
                 raise InvalidMessage(f"{quote.maker} was not asked to quote on {order.rfq_id}")
             if order.state in (OrderState.RFQ_SENT, OrderState.QUOTED):
@@ -369,7 +372,7 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
     async with ctx.engine.connect() as conn:
         order = await OrderRepository(conn).get(p.rfq_id)
     if order is None:
-        raise _unknown_order(ctx, msg, p.rfq_id)
+        raise _unknown_order(ctx, msg, p.rfq_id, may_be_early=False)
     pending = (
         order.state is OrderState.PENDING_CONFIRMATION and order.reservation_id == p.reservation_id
     )
@@ -471,7 +474,7 @@ async def _on_settlement(
             repo = OrderRepository(uow.conn)
             order = await repo.get(rfq_id)
             if order is None:
-                raise _unknown_order(ctx, msg, rfq_id)
+                raise _unknown_order(ctx, msg, rfq_id, may_be_early=False)
             order.apply(event, ctx.clock.now())
             await repo.save(order)
             _emit_state(uow, order, msg, event, reason)

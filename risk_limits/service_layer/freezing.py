@@ -95,7 +95,7 @@ async def _record_rejection(
 ) -> tuple[Reservation, bool]:
     """Stores the refusal under the reservation id (True), unless a concurrent call
     with the same id (a retry, a Release) got there first: its record is the answer."""
-    rejected = replace(reservation, status=Status.REJECTED, reason=refused.message, reservation_id="x" + reservation.reservation_id)
+    rejected = replace(reservation, status=Status.REJECTED, reason=refused.message)
     async with deps.uow() as uow:
         if await uow.reservations.add(rejected, now):
             await uow.commit()

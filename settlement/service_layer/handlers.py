@@ -47,8 +47,10 @@ async def book_trade(cmd: BookTrade, uow: UnitOfWork) -> Outcome:
         log.warning(
             "settlement failed", rfq_id=trade.rfq_id, trade_id=trade.trade_id, reason=reason
         )
+    elif outcome is Outcome.SETTLED:
+        log.info("trade settled", rfq_id=trade.rfq_id, trade_id=trade.trade_id)
     else:
-        log.info(f"trade {outcome.value}", rfq_id=trade.rfq_id, trade_id=trade.trade_id)
+        log.info("trade already booked", rfq_id=trade.rfq_id, trade_id=trade.trade_id)
     return outcome
 
 

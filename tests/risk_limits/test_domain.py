@@ -131,9 +131,7 @@ def test_refusal_names_party_amount_asked_and_available() -> None:
     line = CreditLine("ACME", "USD", Decimal("2000000"), Decimal("600000"), Decimal("0"))
     why = refusal(asked, line)
     assert isinstance(why, CreditRefused)
-    assert why.message == (
-        "insufficient credit for ACME: asked 1500000 USD, available 1400000 USD"
-    )
+    assert why.message == ("insufficient credit for ACME: asked 1500000 USD, available 1400000 USD")
 
 
 def test_refusal_without_a_line_or_in_the_wrong_currency() -> None:
@@ -202,7 +200,7 @@ def test_replay_of_the_same_request_answers_the_current_status(status: Status) -
 
 
 def test_replay_of_a_refused_request_refuses_again_with_the_same_reason() -> None:
-    with pytest.raises(CreditRefused, match="^why$"):
+    with pytest.raises(CreditRefused, match=r"^why$"):
         replay_freeze(reservation(Status.REJECTED), "h")
 
 

@@ -135,9 +135,7 @@ async def test_sweepers_racing_commits_move_each_reservation_once(
             return False
         return True
 
-    results = await asyncio.gather(
-        sweep_all(deps), sweep_all(deps), *(try_commit(r) for r in ids)
-    )
+    results = await asyncio.gather(sweep_all(deps), sweep_all(deps), *(try_commit(r) for r in ids))
     expired_count, committed_count = results[0] + results[1], sum(results[2:])
     assert expired_count + committed_count == len(ids)
     line = await get_exposure(commands.GetExposure(a), deps)

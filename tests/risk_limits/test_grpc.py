@@ -327,7 +327,9 @@ async def test_health_answers_serving(channel: grpc.aio.Channel) -> None:
 
 async def test_reflection_lists_the_service(channel: grpc.aio.Channel) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
     answer = await call.read()
     names = {s.name for s in answer.list_services_response.service}
     assert {"risk_limits.v1.RiskLimits", "grpc.health.v1.Health"} <= names
@@ -362,7 +364,9 @@ async def test_freeze_outcomes_are_counted_and_logged_with_the_rfq(stub: Stub) -
     before = {o: freezes(o) for o in ("frozen", "replayed", "rejected", "invalid")}
     ok = freeze_request("ok-" + trader, both_sides(trader, maker, "60"), rfq_id=rfq_id)
     too_much = freeze_request("no-" + trader, both_sides(trader, maker, "60"), rfq_id=rfq_id)
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
         await stub.Freeze(ok)
         await stub.Freeze(ok)
         await refused(stub.Freeze(too_much))
@@ -392,7 +396,9 @@ async def test_a_second_replica_shares_the_same_credit(endpoints: Endpoints, ris
             trader, maker = await pair(first, limit="100")
             a = freeze_request("a-" + trader, both_sides(trader, maker, "70"))
             b = freeze_request("b-" + trader, both_sides(trader, maker, "70"))
-            answers = await asyncio.gather(first.Freeze(a), second.Freeze(b), return_exceptions=True)
+            answers = await asyncio.gather(
+                first.Freeze(a), second.Freeze(b), return_exceptions=True
+            )
             assert sum(isinstance(x, pb.FreezeResponse) for x in answers) == 1
             assert amounts(await exposure(second, trader)) == (0, 70, 30)
     finally:
