@@ -41,7 +41,10 @@ async def test_an_rfq_goes_from_request_to_settled(platform: Platform) -> None:
         status, body = await trader.accept(rfq_id, chosen["quote_id"])
         assert status == 200, body
         assert body["status"] == "PENDING_CONFIRMATION"
-        assert await trader.wait_status(rfq_id, "SETTLED", "SETTLEMENT_FAILED", timeout=20) == "SETTLED"
+        assert (
+            await trader.wait_status(rfq_id, "SETTLED", "SETTLEMENT_FAILED", timeout=20)
+            == "SETTLED"
+        )
 
         seen = [s["status"] for s in trader.tracks[rfq_id].states]
         assert seen == ["RFQ_SENT", "QUOTED", "PENDING_CONFIRMATION", "CONFIRMED", "SETTLED"]
@@ -102,7 +105,10 @@ async def test_an_accept_after_the_quote_expired_is_refused_and_freezes_nothing(
 async def test_one_quote_is_accepted_at_most_once(platform: Platform) -> None:
     async with TraderClient(base_url(platform), token_for(platform, "TRADER-A")) as trader:
         rfq = await trader.create_rfq(
-            client_rfq_id=new_id(), instrument="EUR-USD", side="buy", quantity="1000000",
+            client_rfq_id=new_id(),
+            instrument="EUR-USD",
+            side="buy",
+            quantity="1000000",
             counterparties=["MM-2"],
         )
         [quote] = await trader.wait_quotes(rfq["rfq_id"], count=1)

@@ -236,7 +236,7 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
         order = await repo.get(cmd.rfq_id)
         quote = await repo.get_quote(cmd.quote_id) if order is not None else None
     if order is None or order.requester != cmd.trader:
-        return await _refuse(ctx, msg, cmd.rfq_id, "not_found", f"no RFQ {cmd.rfq_id}")
+        return await _refuse(ctx, msg, cmd.rfq_id, *_unknown_command_target(ctx, msg, cmd.rfq_id))
     if order.state is not OrderState.QUOTED:
         reason = str(IllegalTransition(order.state, OrderEvent.ACCEPT_QUOTE))
         return await _refuse(ctx, msg, order.rfq_id, "wrong_state", reason)
@@ -430,38 +430,48 @@ async def on_cancel(ctx: Context, msg: Message) -> None:
 
     async def step() -> None:
         async with ctx.uow() as uow:
-            if not await uow.mark_processed(CONSUMER, msg.event_id):
-                return
             repo = OrderRepository(uow.conn)
             order = await repo.get(cmd.rfq_id)
             if order is None or order.requester != cmd.trader:
+                refusal = _unknown_command_target(ctx, msg, cmd.rfq_id)
+            else:
+                try:
+                    order.apply(OrderEvent.CANCEL, ctx.clock.now())
+                    refusal = None
+                except IllegalTransition as exc:
+                    refusal = ("wrong_state", str(exc))
+            if refusal is None and order is not None:
+                if not await uow.mark_processed(CONSUMER, msg.event_id):
+                    return
+                await repo.save(order)
+                _emit_state(uow, order, msg, OrderEvent.CANCEL, "cancelled by the trader")
+                uow.emit(
+                    topics.ORDER_EVENTS,
+                    order.rfq_id,
+                    messages.command_result(
+                        command_id=msg.event_id,
+                        rfq_id=order.rfq_id,
+                        requester=order.requester,
+                        state=order.state.value,
+                        accepted=True,
+                    ),
+                    correlation_id=msg.correlation_id or order.rfq_id,
+                    causation_id=msg.event_id,
+                )
                 await uow.commit()
-                await _refuse(ctx, msg, cmd.rfq_id, "not_found", f"no RFQ {cmd.rfq_id}")
                 return
-            try:
-                order.apply(OrderEvent.CANCEL, ctx.clock.now())
-            except IllegalTransition as exc:
-                await uow.commit()
-                await _refuse(ctx, msg, cmd.rfq_id, "wrong_state", str(exc))
-                return
-            await repo.save(order)
-            _emit_state(uow, order, msg, OrderEvent.CANCEL, "cancelled by the trader")
-            uow.emit(
-                topics.ORDER_EVENTS,
-                order.rfq_id,
-                messages.command_result(
-                    command_id=msg.event_id,
-                    rfq_id=order.rfq_id,
-                    requester=order.requester,
-                    state=order.state.value,
-                    accepted=True,
-                ),
-                correlation_id=msg.correlation_id or order.rfq_id,
-                causation_id=msg.event_id,
-            )
-            await uow.commit()
+        assert refusal is not None
+        await _refuse(ctx, msg, cmd.rfq_id, *refusal)
 
     await _retry_on_conflict(step)
+
+
+def _unknown_command_target(ctx: Context, msg: Message, rfq_id: str) -> tuple[str, str]:
+    """The edge sends commands only for RFQs it created, so an unknown one is most
+    likely still on its way on rfq.requests: wait for it a little, then refuse."""
+    if ctx.clock.now() - msg.occurred_at <= UNKNOWN_ORDER_GRACE:
+        raise TransientError(f"rfq {rfq_id} not yet known")
+    return ("not_found", f"no RFQ {rfq_id}")
 
 
 async def _on_settlement(
