@@ -51,10 +51,12 @@ async def test_an_rfq_goes_from_request_to_settled(platform: Platform) -> None:
         final = await trader.get_rfq(rfq_id)
 
     price = Decimal(chosen["offer_px"])
-    assert final["status"] == "SETTLED" and Decimal(final["price"]) == price
+    assert final["status"] == "SETTLED"
+    assert Decimal(final["price"]) == price
     [order] = await _fetch(platform, "SELECT * FROM order_core.orders WHERE rfq_id = $1", rfq_id)
     # created at 1; each quote, the accept, the confirm and the settle bump it once
-    assert order["state"] == "SETTLED" and order["version"] == 1 + len(quotes) + 3
+    assert order["state"] == "SETTLED"
+    assert order["version"] == 1 + len(quotes) + 3
     [reservation] = await _fetch(
         platform, "SELECT * FROM risk.reservations WHERE rfq_id = $1", rfq_id
     )

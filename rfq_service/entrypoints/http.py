@@ -4,7 +4,6 @@ Routes only authenticate, parse and hand over to the `Edge`; errors of the one
 taxonomy in otc/errors.py become `{"error": {"code", "message"}}` with their status.
 """
 
-
 import asyncio
 import contextlib
 import json

@@ -66,7 +66,8 @@ def test_every_state_event_pair_goes_where_the_design_says_or_is_refused(
         if expected is None:
             with pytest.raises(IllegalTransition) as refused:
                 next_state(state, event, rfq_expires_at=expires_at, now=NOW)
-            assert state.value in str(refused.value) and event.value in str(refused.value)
+            assert state.value in str(refused.value)
+            assert event.value in str(refused.value)
         else:
             assert next_state(state, event, rfq_expires_at=expires_at, now=NOW) is expected[column]
 
@@ -153,7 +154,8 @@ def test_a_rejected_last_look_forgets_the_accepted_quote() -> None:
         lastlook_deadline=NOW + timedelta(seconds=3),
         now=NOW,
     )
-    assert order.state is OrderState.PENDING_CONFIRMATION and order.price == Decimal("101")
+    assert order.state is OrderState.PENDING_CONFIRMATION
+    assert order.price == Decimal("101")
     order.end_confirmation(OrderEvent.COUNTERPARTY_REJECT, NOW)
     assert order.state is OrderState.QUOTED
     assert (order.reservation_id, order.price, order.accepted_quote_id) == (None, None, None)
