@@ -175,7 +175,8 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
     assert isinstance(endpoints, Endpoints)
     started = ", ".join(platform.started_servers) or "none (using OTC_* URLs)"
     url = f"http://127.0.0.1:{platform.http_port}"
-    console.print(f"""
+    console.print(
+        f"""
 [bold green]OTC RFQ platform is up[/bold green]
   trader API      {url}   (OpenAPI: {url}/docs, WebSocket: ws://127.0.0.1:{platform.http_port}/v1/ws)
   embedded        {started}
@@ -188,7 +189,9 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
   token (TRADER-A): {_mint("TRADER-A", Role.TRADER)}
 
   try it:  .venv/bin/otc demo        stop: Ctrl-C
-""")
+""",
+        soft_wrap=True,
+    )
 
 
 @asynccontextmanager

@@ -26,11 +26,13 @@ class Timeline:
     last: float = field(default_factory=time.perf_counter)
 
     def step(self, what: str, detail: str = "") -> None:
+        """One line per step: wall time, elapsed since start, and since the last step."""
         now = time.perf_counter()
         wall = time.strftime("%H:%M:%S", time.gmtime()) + f".{int((time.time() % 1) * 1000):03d}"
         self.console.print(
             f"{wall}  +{(now - self.started) * 1000:8.1f} ms  (Δ {(now - self.last) * 1000:7.1f})  "
-            f"[bold]{what}[/bold]  {detail}"
+            f"[bold]{what}[/bold]  {detail}",
+            soft_wrap=True,
         )
         self.last = now
 
@@ -109,4 +111,4 @@ async def run_demo(
 
 
 def _describe(quote: dict[str, Any]) -> str:
-    return f"{quote['maker']}: bid {quote['bid_px']} / offer {quote['offer_px']}"
+    return f"{quote['maker']}: bid {quote['bid_px'] or '-'} / offer {quote['offer_px'] or '-'}"
