@@ -2,7 +2,9 @@
 withdraws and takes them, so the quoting service and the order core cannot disagree.
 
 A quote lives at `quote:{rfq_id}:<quote_id>` until its `valid_until` (the key
-expires then, to the millisecond). Taking is one atomic script: it moves the quote
+expires then, to the millisecond). Storing is put-if-absent and refuses a quote id
+that was already taken, so a redelivered RFQ can neither change a live quote nor
+bring back one that was accepted. Taking is one atomic script: it moves the quote
 to a `taken:` record owned by the accept command, so one quote is taken at most
 once, and the same command taking it again (a redelivered accept) gets the same
 quote back. Keys of one RFQ share a hash tag, so the scripts work on a cluster.
@@ -38,6 +40,19 @@ class StoredQuote:
         return cls(**json.loads(raw))
 
 
+class PutOutcome(StrEnum):
+    STORED = "stored"
+    EXISTS = "exists"  # this quote id is live already: the stored quote stands
+    TAKEN = "taken"  # this quote id was accepted: it never comes back
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    outcome: PutOutcome
+    quote: StoredQuote | None  # the live quote after the call (None when taken)
+    replaced: str | None = None  # the maker's previous quote id it superseded
+
+
 class TakeOutcome(StrEnum):
     TAKEN = "taken"
     ALREADY_TAKEN = "already_taken"
@@ -56,16 +71,23 @@ def maker_key(rfq_id: str, maker: str) -> str:
     return f"maker-quote:{{{rfq_id}}}:{maker}"
 
 
-# KEYS: new quote key, maker pointer. ARGV: quote json, valid_until ms, new quote id,
-# key prefix of this RFQ's quotes. Replaces the maker's previous quote atomically.
+# KEYS: quote key, maker pointer, taken key. ARGV: quote json, valid_until ms,
+# quote id, key prefix of this RFQ's quotes. Supersedes the maker's previous quote.
 _PUT = """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'taken', ''}
+end
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  return {'exists', existing}
+end
 local previous = redis.call('GET', KEYS[2])
 if previous and previous ~= ARGV[3] then
   redis.call('DEL', ARGV[4] .. previous)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[2])
-return previous or ''
+return {'stored', previous or ''}
 """
 
 # KEYS: quote key, taken key. ARGV: taker (accept command id), taken-record ttl ms.
@@ -94,10 +116,15 @@ class QuoteBook:
         self._put = redis.register_script(_PUT)
         self._take = redis.register_script(_TAKE)
 
-    async def put(self, quote: StoredQuote) -> str | None:
-        """Stores a quote, superseding the maker's previous one on the RFQ (returned)."""
-        previous = await self._put(
-            keys=[quote_key(quote.rfq_id, quote.quote_id), maker_key(quote.rfq_id, quote.maker)],
+    async def put(self, quote: StoredQuote) -> PutResult:
+        """Stores a quote unless its id is live or was taken; supersedes the maker's
+        previous quote on the RFQ."""
+        outcome, value = await self._put(
+            keys=[
+                quote_key(quote.rfq_id, quote.quote_id),
+                maker_key(quote.rfq_id, quote.maker),
+                taken_key(quote.rfq_id, quote.quote_id),
+            ],
             args=[
                 quote.to_json(),
                 quote.valid_until_ms,
@@ -105,8 +132,12 @@ class QuoteBook:
                 quote_key(quote.rfq_id, ""),
             ],
         )
-        text = previous.decode() if isinstance(previous, bytes) else str(previous)
-        return text or None
+        result = PutOutcome(_text(outcome))
+        if result is PutOutcome.TAKEN:
+            return PutResult(result, None)
+        if result is PutOutcome.EXISTS:
+            return PutResult(result, StoredQuote.from_json(value))
+        return PutResult(result, quote, _text(value) or None)
 
     async def take(
         self, rfq_id: str, quote_id: str, taker: str
@@ -115,8 +146,12 @@ class QuoteBook:
             keys=[quote_key(rfq_id, quote_id), taken_key(rfq_id, quote_id)],
             args=[taker, TAKEN_RECORD_TTL_MS],
         )
-        result = TakeOutcome(outcome.decode() if isinstance(outcome, bytes) else outcome)
+        result = TakeOutcome(_text(outcome))
         return result, StoredQuote.from_json(raw) if result is TakeOutcome.TAKEN else None
 
     async def withdraw(self, rfq_id: str, quote_id: str) -> bool:
         return bool(await self._redis.delete(quote_key(rfq_id, quote_id)))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

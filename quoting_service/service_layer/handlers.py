@@ -22,7 +22,7 @@ from otc.contracts import events_pb2
 from otc.ids import derived_id
 from otc.logging import get_logger
 from otc.money import fmt
-from otc.quote_book import StoredQuote
+from otc.quote_book import PutOutcome, StoredQuote
 from quoting_service.adapters.contracts import (
     deadline_of,
     payload_as,
@@ -31,7 +31,7 @@ from quoting_service.adapters.contracts import (
     trade_view,
 )
 from quoting_service.adapters.market_data import MarketData
-from quoting_service.adapters.quotes import MakerQuotes, Prior
+from quoting_service.adapters.quotes import MakerQuotes
 from quoting_service.metrics import LAST_LOOKS, QUOTE_SECONDS, QUOTES_SUBMITTED
 from quoting_service.strategy import Confirm, RfqView, Strategy, quote_problem
 
@@ -65,15 +65,17 @@ async def on_rfq_requested(message: Message, deps: Deps) -> None:
         log.info("expired RFQ not quoted", rfq_id=view.rfq_id)
         return
     quote_id = derived_id("quote", view.rfq_id, deps.maker)
-    prior, stored = await deps.quotes.prior(view.rfq_id, quote_id)
-    if prior is Prior.TAKEN:
+    priced = _price(view, quote_id, deps, now)
+    if priced is None:
+        return
+    # Put-if-absent: a redelivered RFQ republishes the quote already live (same id,
+    # prices and event id) and never brings back one that was accepted.
+    put = await deps.quotes.put(priced)
+    if put.outcome is PutOutcome.TAKEN or put.quote is None:
         log.info("RFQ redelivered after its quote was taken", rfq_id=view.rfq_id)
         return
-    if stored is None:
-        stored = _price(view, quote_id, deps, now)
-        if stored is None:
-            return
-        await deps.quotes.put(stored)
+    stored = put.quote
+    if put.outcome is PutOutcome.STORED:
         QUOTES_SUBMITTED.labels(deps.maker).inc()
     await deps.publisher.publish(
         RFQ_QUOTES,
@@ -90,7 +92,7 @@ async def on_rfq_requested(message: Message, deps: Deps) -> None:
         quote_id=quote_id,
         bid_px=stored.bid_px,
         offer_px=stored.offer_px,
-        republished=prior is Prior.LIVE,
+        republished=put.outcome is PutOutcome.EXISTS,
     )
 
 
