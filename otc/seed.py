@@ -15,7 +15,6 @@ ADMINS = ("ADMIN",)
 
 async def seed_demo(database_url: str) -> None:
     from risk_limits.seed import seed_demo_credit
-
     from settlement.seed import seed_demo_balances
 
     engine = make_engine(database_url, pool_size=1)
