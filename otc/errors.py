@@ -55,6 +55,14 @@ class ValidationFailed(DomainError):
 class TransientError(OtcError):
     status = 503
     code = "unavailable"
+    retry_after: float | None = None  # seconds; None lets the caller back off as it likes
+
+
+class NotYetKnown(TransientError):
+    """Refers to something that is very likely still on its way (another topic's
+    message overtaken by this one): worth retrying soon rather than backing off."""
+
+    retry_after = 0.05
 
 
 def is_transient(exc: BaseException) -> bool:

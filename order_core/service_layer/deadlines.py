@@ -43,7 +43,11 @@ async def time_out_last_looks(ctx: Context) -> int:
             if order.reservation_id:
                 # Inside the transaction on purpose: if the release fails, the
                 # order stays pending and the next sweep tries again.
-                await ctx.risk.release(order.reservation_id, "last look timed out")
+                released = await ctx.risk.release(order.reservation_id, "last look timed out")
+                if not released.ok:
+                    # Already committed: the maker's confirmation won the race and
+                    # its handler is about to confirm the order; leave it be.
+                    continue
             order.end_confirmation(OrderEvent.LAST_LOOK_TIMEOUT, now)
             await repo.save(order)
             uow.emit(

@@ -145,7 +145,8 @@ class Consumer:
                         attempt=attempt,
                         transient=transient,
                     )
-                    await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+                    delay = getattr(exc, "retry_after", None) or min(0.05 * 2**attempt, 2.0)
+                    await asyncio.sleep(delay)
                     continue
                 MESSAGES_CONSUMED.labels(self.service, topic, "ok").inc()
                 HANDLER_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)

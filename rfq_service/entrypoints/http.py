@@ -22,7 +22,7 @@ from otc.errors import OtcError
 from otc.logging import get_logger
 from otc.service import ops_routes
 from otc.sides import Side
-from rfq_service.domain.rfq import validate_rfq
+from rfq_service.domain.rfq import RfqSpec, validate_rfq
 from rfq_service.entrypoints.hub import Connection, Hub
 from rfq_service.service_layer.edge import CommandOutcome, Edge
 
@@ -41,6 +41,19 @@ class CreateRfqBody(BaseModel):
     counterparties: list[StrictStr] | None = None
     response_window_ms: int | None = None
     anonymous: StrictBool = False
+
+    def spec(self, caller: Principal, makers: tuple[str, ...]) -> RfqSpec:
+        return validate_rfq(
+            requester=caller.party,
+            client_rfq_id=self.client_rfq_id,
+            instrument=self.instrument,
+            side=self.side,
+            quantity=self.quantity,
+            counterparties=self.counterparties,
+            response_window_ms=self.response_window_ms,
+            anonymous=self.anonymous,
+            enabled_makers=makers,
+        )
 
 
 class AcceptBody(BaseModel):
@@ -116,18 +129,7 @@ def create_app(
 
     @app.post("/v1/rfqs", status_code=201)
     async def create_rfq(body: CreateRfqBody, caller: Caller) -> JSONResponse:
-        spec = validate_rfq(
-            requester=caller.party,
-            client_rfq_id=body.client_rfq_id,
-            instrument=body.instrument,
-            side=body.side,
-            quantity=body.quantity,
-            counterparties=body.counterparties,
-            response_window_ms=body.response_window_ms,
-            anonymous=body.anonymous,
-            enabled_makers=makers,
-        )
-        rfq, created = await edge.create_rfq(caller, spec)
+        rfq, created = await edge.create_rfq(caller, body.spec(caller, makers))
         return JSONResponse(rfq, status_code=201 if created else 200)
 
     @app.get("/v1/rfqs/{rfq_id}")
@@ -222,18 +224,7 @@ async def _answer(
     data = request.get("data", {}) if isinstance(request, dict) else {}
     try:
         if kind == "create_rfq":
-            body = CreateRfqBody.model_validate(data)
-            spec = validate_rfq(
-                requester=caller.party,
-                client_rfq_id=body.client_rfq_id,
-                instrument=body.instrument,
-                side=body.side,
-                quantity=body.quantity,
-                counterparties=body.counterparties,
-                response_window_ms=body.response_window_ms,
-                anonymous=body.anonymous,
-                enabled_makers=makers,
-            )
+            spec = CreateRfqBody.model_validate(data).spec(caller, makers)
             rfq, created = await edge.create_rfq(caller, spec)
             return {
                 "type": "response",

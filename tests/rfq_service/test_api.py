@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,6 +45,18 @@ def _assert_error(response: httpx.Response, status: int, code: str | None = None
     assert error["message"]
     if code is not None:
         assert error["code"] == code
+
+
+async def _status_eventually(
+    api: httpx.AsyncClient, platform: Platform, rfq_id: str, status: str, timeout: float = 15
+) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        rfq = (await api.get(f"/v1/rfqs/{rfq_id}", headers=_auth(platform))).json()
+        if rfq["status"] == status:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def test_a_request_without_a_token_is_401(api: httpx.AsyncClient) -> None:
@@ -120,8 +133,11 @@ async def test_a_trader_cancels_an_open_rfq(api: httpx.AsyncClient, platform: Pl
     created = await api.post("/v1/rfqs", json=_body(), headers=_auth(platform))
     rfq_id = created.json()["rfq_id"]
     response = await api.post(f"/v1/rfqs/{rfq_id}/cancel", headers=_auth(platform))
-    assert response.status_code == 200, response.text
-    assert response.json()["status"] == "CANCELLED"
+    # 202 is an honest answer when order_core is slower than the edge's 2 s wait
+    assert response.status_code in (200, 202), response.text
+    if response.status_code == 200:
+        assert response.json()["status"] == "CANCELLED"
+    assert await _status_eventually(api, platform, rfq_id, "CANCELLED")
     again = await api.post(f"/v1/rfqs/{rfq_id}/cancel", headers=_auth(platform))
     _assert_error(again, 409, "wrong_state")
 

@@ -1,0 +1,157 @@
+"""RFQs arriving, quotes arriving, and the trader cancelling."""
+
+from __future__ import annotations
+
+from order_core.adapters.repository import OrderRepository
+from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState
+from order_core.domain.order import Order, Quote
+from order_core.service_layer import messages
+from order_core.service_layer.context import (
+    CONSUMER,
+    Context,
+    emit_result,
+    emit_state,
+    refuse,
+    retry_on_conflict,
+    unknown_command_target,
+    unknown_order,
+)
+from otc.bus import topics
+from otc.bus.envelope import InvalidMessage, Message
+from otc.contracts import events_pb2 as ev
+from otc.instruments import INSTRUMENTS
+from otc.logging import get_logger
+from otc.money import InvalidDecimal, parse_decimal
+from otc.sides import from_proto
+
+log = get_logger(__name__)
+
+
+async def on_rfq_requested(ctx: Context, msg: Message) -> None:
+    p = msg.payload
+    assert isinstance(p, ev.RfqRequested)
+    if not p.rfq_id or not p.requester or p.instrument not in INSTRUMENTS:
+        raise InvalidMessage("RfqRequested needs rfq_id, requester and a known instrument")
+    try:
+        side = from_proto(p.side)
+        quantity = parse_decimal(p.quantity, field="quantity", positive=True)
+    except ValueError as exc:
+        raise InvalidMessage(str(exc)) from None
+    now = ctx.clock.now()
+    order = Order(
+        rfq_id=p.rfq_id,
+        requester=p.requester,
+        instrument=p.instrument,
+        side=side,
+        quantity=quantity,
+        counterparties=tuple(p.counterparties),
+        anonymous=p.anonymous,
+        rfq_expires_at=p.expires_at.ToDatetime(tzinfo=now.tzinfo),
+        created_at=now,
+        updated_at=now,
+    )
+    async with ctx.uow() as uow:
+        if not await uow.mark_processed(CONSUMER, msg.event_id):
+            return
+        repo = OrderRepository(uow.conn)
+        if await repo.add(order):
+            log.info("rfq recorded", rfq_id=order.rfq_id, makers=len(order.counterparties))
+            emit_state(uow, order, msg, "RfqRequested")
+            if not order.counterparties:
+                order.apply(OrderEvent.RFQ_REJECTED, now)
+                await repo.save(order)
+                emit_state(uow, order, msg, OrderEvent.RFQ_REJECTED, "no eligible market maker")
+        await uow.commit()
+
+
+async def on_quote_submitted(ctx: Context, msg: Message) -> None:
+    p = msg.payload
+    assert isinstance(p, ev.QuoteSubmitted)
+    try:
+        quote = Quote(
+            quote_id=p.quote_id,
+            rfq_id=p.rfq_id,
+            maker=p.maker,
+            bid_px=parse_decimal(p.bid_px, field="bid_px", positive=True) if p.bid_px else None,
+            offer_px=parse_decimal(p.offer_px, field="offer_px", positive=True)
+            if p.offer_px
+            else None,
+            quantity=parse_decimal(p.quantity, field="quantity", positive=True),
+            valid_until=p.valid_until.ToDatetime(tzinfo=ctx.clock.now().tzinfo),
+        )
+    except InvalidDecimal as exc:
+        raise InvalidMessage(str(exc)) from None
+    if not quote.quote_id or (quote.bid_px is None and quote.offer_px is None):
+        raise InvalidMessage("a quote needs a quote_id and a bid or an offer")
+
+    async def step() -> None:
+        now = ctx.clock.now()
+        async with ctx.uow() as uow:
+            if not await uow.mark_processed(CONSUMER, msg.event_id):
+                return
+            repo = OrderRepository(uow.conn)
+            order = await repo.get(quote.rfq_id)
+            if order is None:
+                raise unknown_order(ctx, msg, quote.rfq_id, may_be_early=True)
+            if quote.maker not in order.counterparties:
+                raise InvalidMessage(f"{quote.maker} was not asked to quote on {order.rfq_id}")
+            if order.state in (OrderState.RFQ_SENT, OrderState.QUOTED):
+                before = order.state
+                order.apply(OrderEvent.RECEIVE_QUOTE, now)
+                await repo.save(order)
+                if before is not order.state:
+                    emit_state(uow, order, msg, OrderEvent.RECEIVE_QUOTE)
+            elif order.state is not OrderState.PENDING_CONFIRMATION:
+                # Too late to matter; recorded as processed so it is not retried.
+                await uow.commit()
+                return
+            # Kept during a last look too: the order may come back to QUOTED.
+            if await repo.add_quote(quote, now):
+                uow.emit(
+                    topics.ORDER_EVENTS,
+                    order.rfq_id,
+                    messages.quote_recorded(order, p),
+                    correlation_id=msg.correlation_id or order.rfq_id,
+                    causation_id=msg.event_id,
+                )
+            await uow.commit()
+
+    await retry_on_conflict(step)
+
+
+async def on_cancel(ctx: Context, msg: Message) -> None:
+    cmd = msg.payload
+    assert isinstance(cmd, ev.CancelRfq)
+
+    async def step() -> None:
+        async with ctx.uow() as uow:
+            repo = OrderRepository(uow.conn)
+            order = await repo.get(cmd.rfq_id)
+            if order is None or order.requester != cmd.trader:
+                refusal = unknown_command_target(ctx, msg, cmd.rfq_id)
+            else:
+                try:
+                    order.apply(OrderEvent.CANCEL, ctx.clock.now())
+                    refusal = None
+                except IllegalTransition as exc:
+                    refusal = ("wrong_state", str(exc))
+            if refusal is None and order is not None:
+                if not await uow.mark_processed(CONSUMER, msg.event_id):
+                    return
+                await repo.save(order)
+                emit_state(uow, order, msg, OrderEvent.CANCEL, "cancelled by the trader")
+                emit_result(
+                    uow,
+                    msg,
+                    rfq_id=order.rfq_id,
+                    requester=order.requester,
+                    state=order.state.value,
+                    accepted=True,
+                )
+                await uow.commit()
+                log.info("rfq cancelled", rfq_id=order.rfq_id)
+                return
+        assert refusal is not None
+        await refuse(ctx, msg, cmd.rfq_id, *refusal)
+
+    await retry_on_conflict(step)
