@@ -1,4 +1,8 @@
-"""Runs the Alembic migrations to head (what `otc migrate` and `otc up` do)."""
+"""Runs the Alembic migrations (what `otc migrate` and `otc up` do).
+
+After the shared first revision, each service's schema may grow on a branch of
+its own, so the target is every head, not a single one.
+"""
 
 from __future__ import annotations
 
@@ -20,4 +24,4 @@ def alembic_config(database_url: str) -> Config:
 
 async def upgrade(database_url: str) -> None:
     # Alembic's env.py runs its own event loop, so it gets a thread of its own.
-    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "head")
+    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "heads")
