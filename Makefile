@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test unit lint bench demo proto clean
+.PHONY: install up test unit lint bench demo proto docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo: $(STAMP)
 # Regenerates otc/contracts from proto/; tests fail when the committed code is stale.
 proto: $(STAMP)
 	$(BIN)/python -m otc.codegen
+
+# Regenerates the drawn state machine; tests fail when the committed one is stale.
+docs: $(STAMP)
+	$(BIN)/python -m order_core.domain.diagram > docs/order-lifecycle.md
 
 clean:
 	rm -rf $(VENV) .otc .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 
 import asyncpg
 from sqlalchemy import (
@@ -64,6 +65,12 @@ def processed_events_table(metadata: MetaData) -> Table:
     )
 
 
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory locks, from a name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
@@ -89,6 +96,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._lock_key = _advisory_key(f"{outbox.schema}.{outbox.name}")
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -129,16 +137,27 @@ class OutboxRelay:
         return conn
 
     async def publish_batch(self) -> int:
-        """Publishes up to one batch of unsent rows; returns how many it published."""
+        """Publishes up to one batch of unsent rows; returns how many it published.
+
+        One relay per schema publishes at a time (a transaction-scoped advisory
+        lock; the others find it taken and wait for the next wake-up), so rows go
+        out in id order. Within one RFQ, id order is commit order: its writers
+        serialize on the order row and insert their outbox rows after that, so a
+        later row of the same RFQ always has a higher id. A row of another RFQ that
+        commits late with a lower id is simply published on the next pass.
+        """
         o = self._outbox
         async with self._engine.begin() as conn:
+            if not (
+                await conn.execute(select(func.pg_try_advisory_xact_lock(self._lock_key)))
+            ).scalar():
+                return 0
             rows = (
                 await conn.execute(
                     select(o.c.id, o.c.topic, o.c.key, o.c.payload, o.c.created_at)
                     .where(o.c.sent_at.is_(None))
                     .order_by(o.c.id)
                     .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
                 )
             ).all()
             if not rows:

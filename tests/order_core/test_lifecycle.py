@@ -159,3 +159,14 @@ def test_a_rejected_last_look_forgets_the_accepted_quote() -> None:
     order.end_confirmation(OrderEvent.COUNTERPARTY_REJECT, NOW)
     assert order.state is OrderState.QUOTED
     assert (order.reservation_id, order.price, order.accepted_quote_id) == (None, None, None)
+
+
+def test_the_committed_diagram_is_drawn_from_the_current_table() -> None:
+    from pathlib import Path
+
+    from order_core.domain.diagram import document
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "order-lifecycle.md"
+    assert committed.read_text() == document(), (
+        "regenerate: python -m order_core.domain.diagram > docs/order-lifecycle.md"
+    )
