@@ -149,6 +149,13 @@ class QuoteBook:
         result = TakeOutcome(_text(outcome))
         return result, StoredQuote.from_json(raw) if result is TakeOutcome.TAKEN else None
 
+    async def taker(self, rfq_id: str, quote_id: str) -> str | None:
+        """Who took the quote (the accept command's id), if anyone did."""
+        record = await self._redis.get(taken_key(rfq_id, quote_id))
+        if record is None:
+            return None
+        return _text(record).split("\n", 1)[0]
+
     async def withdraw(self, rfq_id: str, quote_id: str) -> bool:
         return bool(await self._redis.delete(quote_key(rfq_id, quote_id)))
 

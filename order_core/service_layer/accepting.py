@@ -54,12 +54,14 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
         return await refuse(ctx, msg, cmd.rfq_id, *unknown_command_target(ctx, msg, cmd.rfq_id))
     if order.state is not OrderState.QUOTED:
         reason = str(IllegalTransition(order.state, OrderEvent.ACCEPT_QUOTE))
+        await _undo_earlier_attempt(ctx, order.rfq_id, cmd.quote_id, command_id)
         return await refuse(ctx, msg, order.rfq_id, "wrong_state", reason)
     if quote is None:
         return await refuse(ctx, msg, order.rfq_id, "unknown_quote", f"no quote {cmd.quote_id}")
     try:
         fill = order.fill_for(quote, requested_side, now)
     except AcceptRefused as exc:
+        await _undo_earlier_attempt(ctx, order.rfq_id, cmd.quote_id, command_id)
         return await refuse(ctx, msg, order.rfq_id, exc.code, exc.message)
 
     taken, _ = await ctx.quotes.take(order.rfq_id, quote.quote_id, taker=command_id)
@@ -131,6 +133,14 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
         # Another accept or a cancel got there first: our credit goes back.
         await ctx.risk.release(reservation_id, "accept lost the race")
         await refuse(ctx, msg, order.rfq_id, "wrong_state", lost.reason)
+
+
+async def _undo_earlier_attempt(ctx: Context, rfq_id: str, quote_id: str, command_id: str) -> None:
+    """A redelivered accept that can no longer succeed may have taken the quote and
+    frozen credit before a crash: if the quote's taker is this very command, give
+    the credit back now rather than at the reservation's deadline."""
+    if await ctx.quotes.taker(rfq_id, quote_id) == command_id:
+        await ctx.risk.release(derived_id("reservation", command_id), "accept could not complete")
 
 
 class _LostRace(Exception):

@@ -62,8 +62,10 @@ class Consumer:
             # Tansu answers a fetch only when its max wait runs out, so this bounds the
             # latency of every hop; on loopback the extra polling costs little.
             fetch_max_wait_ms=20,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
+            # A crashed member holds its partitions until its session times out;
+            # 10 s bounds how long a kill -9 stalls the RFQs on those partitions.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
         )
 
     @property
