@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
-from redis.asyncio import Redis
-
 from order_core.adapters.risk_client import RiskClient
 from order_core.adapters.tables import OUTBOX_TABLES
 from order_core.service_layer.deadlines import sweep
@@ -21,6 +19,7 @@ from otc.db import make_engine
 from otc.logging import get_logger
 from otc.outbox import OutboxRelay
 from otc.quote_book import QuoteBook
+from otc.redis_client import connect as connect_redis
 from otc.settings import Settings
 
 log = get_logger(__name__)
@@ -46,7 +45,7 @@ class OrderCore:
     async def start(self) -> None:
         s = self._settings
         self._engine = make_engine(s.require("database_url"), pool_size=10)
-        self._redis = Redis.from_url(s.require("redis_url"))
+        self._redis = connect_redis(s.require("redis_url"))
         self._risk = RiskClient(s.risk_grpc_target, s.risk_grpc_timeout_ms / 1000)
         self.ctx = Context(
             engine=self._engine,

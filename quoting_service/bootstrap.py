@@ -11,12 +11,11 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 
-from redis.asyncio import Redis
-
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
 from otc.bus.topics import LASTLOOK_REQUESTS, RFQ_REQUESTS
 from otc.clock import Clock, SystemClock
+from otc.redis_client import connect as connect_redis
 from otc.service import Service
 from otc.settings import Settings
 from quoting_service.adapters.market_data import MarketData
@@ -69,7 +68,7 @@ def build(
     name = f"quoter.{maker}"
     bootstrap = settings.require("kafka_bootstrap")
     clock = clock or SystemClock()
-    redis = Redis.from_url(settings.require("redis_url"))
+    redis = connect_redis(settings.require("redis_url"))
     publisher = Publisher(bootstrap, name, clock)
     market = MarketData(bootstrap)
     deps = Deps(

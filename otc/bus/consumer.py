@@ -27,6 +27,8 @@ from otc.metrics import DLQ_MESSAGES, HANDLER_SECONDS, MESSAGES_CONSUMED
 
 Handler = Callable[[str, Message], Awaitable[None]]
 
+STOP_TIMEOUT_S = 5.0
+
 log = get_logger(__name__)
 
 
@@ -99,7 +101,10 @@ class Consumer:
         self._stopping.set()
 
     async def close(self) -> None:
-        await self._consumer.stop()
+        try:
+            await asyncio.wait_for(self._consumer.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("consumer did not leave its group in time")
 
     async def run(self) -> None:
         while not self._stopping.is_set():

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message as ProtoMessage
 
 from otc.bus.envelope import encode
 from otc.clock import Clock, SystemClock
+from otc.logging import get_logger
+
+log = get_logger(__name__)
+
+
+# aiokafka can wait for ever for metadata or acks when the broker is unreachable;
+# every call here gives up after this long with a TimeoutError (transient: retried).
+SEND_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
 
 
 class Publisher:
@@ -24,7 +35,10 @@ class Publisher:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        try:
+            await asyncio.wait_for(self._producer.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("producer did not stop in time; abandoning unsent messages")
 
     async def publish(
         self,
@@ -55,13 +69,20 @@ class Publisher:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         raw_key = key.encode() if isinstance(key, str) else key
-        await self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers)
+        await asyncio.wait_for(
+            self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers),
+            SEND_TIMEOUT_S,
+        )
 
     async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
         """Sends (topic, key, value) records; returns when all are acknowledged."""
-        futures = [
-            await self._producer.send(topic, value=value, key=key.encode())
-            for topic, key, value in records
-        ]
-        for future in futures:
-            await future
+
+        async def send_all() -> None:
+            futures = [
+                await self._producer.send(topic, value=value, key=key.encode())
+                for topic, key, value in records
+            ]
+            for future in futures:
+                await future
+
+        await asyncio.wait_for(send_all(), SEND_TIMEOUT_S)
