@@ -8,10 +8,12 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+import asyncpg
 from rich.console import Console
 from rich.table import Table
 
 from otc.client import TraderClient
+from otc.db import asyncpg_dsn
 from otc.demo import best_quote
 from otc.ids import new_id
 
@@ -19,7 +21,9 @@ from otc.ids import new_id
 @dataclass
 class Samples:
     first_quote_ms: list[float] = field(default_factory=list)
+    accept_to_pending_ms: list[float] = field(default_factory=list)
     accept_to_confirmed_ms: list[float] = field(default_factory=list)
+    transitions: int = 0
     failures: dict[str, int] = field(default_factory=dict)
 
     def fail(self, reason: str) -> None:
@@ -54,13 +58,37 @@ async def _one(trader: TraderClient, samples: Samples, quantity: str) -> None:
         if status not in (200, 202):
             samples.fail(f"accept {status} {body.get('error', {}).get('code', '')}")
             return
+        if status == 200:  # the answer is order_core's PENDING_CONFIRMATION decision
+            samples.accept_to_pending_ms.append((time.perf_counter() - accepted) * 1000)
         outcome = await trader.wait_status(rfq_id, "CONFIRMED", "QUOTED", "EXPIRED", since=mark)
         if outcome != "CONFIRMED":
             samples.fail(f"not confirmed: {outcome}")
             return
         samples.accept_to_confirmed_ms.append((track.state_at["CONFIRMED"] - accepted) * 1000)
+        # versions start at 1 and every transition bumps it once
+        samples.transitions += max(s["version"] for s in track.states) - 1
     except TimeoutError as exc:
         samples.fail(f"timeout: {exc}"[:80])
+
+
+async def postgres_round_trips(database_url: str, count: int = 300) -> list[float]:
+    """The raw cost of one versioned-update transaction, for comparison."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute("CREATE TEMP TABLE bench_row (id int PRIMARY KEY, version int)")
+        await conn.execute("INSERT INTO bench_row VALUES (1, 0)")
+        timings = []
+        for version in range(count):
+            started = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE bench_row SET version = version + 1 WHERE id = 1 AND version = $1",
+                    version,
+                )
+            timings.append((time.perf_counter() - started) * 1000)
+        return timings
+    finally:
+        await conn.close()
 
 
 async def run_bench(
@@ -71,6 +99,7 @@ async def run_bench(
     concurrency: int,
     quantity: str,
     console: Console,
+    database_url: str | None = None,
 ) -> Samples:
     samples = Samples()
     clients = [TraderClient(base_url, token) for token in tokens]
@@ -95,20 +124,30 @@ async def run_bench(
     finally:
         for client in clients:
             await client.__aexit__(None, None, None)
-    _report(console, samples, rfqs, concurrency, elapsed)
+    raw_pg = await postgres_round_trips(database_url) if database_url else []
+    _report(console, samples, rfqs, concurrency, elapsed, raw_pg)
     return samples
 
 
 def _report(
-    console: Console, samples: Samples, rfqs: int, concurrency: int, elapsed: float
+    console: Console,
+    samples: Samples,
+    rfqs: int,
+    concurrency: int,
+    elapsed: float,
+    raw_pg: list[float],
 ) -> None:
     table = Table(title=f"{rfqs} RFQs, {concurrency} in flight, 3 makers")
     for column in ("measure", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="right" if column != "measure" else "left")
     for name, values in (
         ("RFQ -> first quote", samples.first_quote_ms),
+        ("accept -> PENDING_CONFIRMATION", samples.accept_to_pending_ms),
         ("accept -> CONFIRMED", samples.accept_to_confirmed_ms),
+        ("raw PostgreSQL transaction", raw_pg),
     ):
+        if not values:
+            continue
         table.add_row(
             name,
             str(len(values)),
@@ -121,5 +160,11 @@ def _report(
         f"sustained: {done / elapsed:.1f} RFQs/s confirmed end to end "
         f"({done} of {rfqs} in {elapsed:.1f} s)"
     )
+    console.print(
+        f"order_core: {samples.transitions / elapsed:.1f} transitions/s sustained "
+        f"({samples.transitions} versioned updates)"
+    )
+    if not raw_pg:
+        console.print("raw PostgreSQL: not measured (database URL unknown; set OTC_DATABASE_URL)")
     if samples.failures:
         console.print(f"failures: {samples.failures}")

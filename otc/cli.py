@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -151,6 +153,7 @@ async def _up(settings: Settings) -> int:
     console.print("starting the OTC RFQ platform...")
     try:
         endpoints = await platform.start()
+        (state_dir / ENDPOINTS_FILE).write_text(json.dumps(asdict(endpoints), indent=2))
         _print_banner(settings, platform, endpoints)
         while not stop.is_set():
             dead = [name for name, child in platform.children.items() if not child.alive()]
@@ -165,6 +168,7 @@ async def _up(settings: Settings) -> int:
         return 0
     finally:
         platform.stop()
+        (state_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         console.print("stopped: no service or server left running")
 
 
@@ -194,15 +198,21 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
     )
 
 
+@dataclass(frozen=True)
+class _Target:
+    api: str
+    database_url: str | None  # known when we started it, or `otc up` said where
+
+
 @asynccontextmanager
-async def _platform_at(url: str | None) -> AsyncIterator[str]:
+async def _platform_at(url: str | None) -> AsyncIterator[_Target]:
     """The running platform at `url`, or one started for the occasion."""
     settings = get_settings()
     target = url or f"http://127.0.0.1:{settings.http_port}"
     try:
         async with httpx.AsyncClient(timeout=1.0) as client:
             if (await client.get(f"{target}/readyz")).status_code == 200:
-                yield target
+                yield _Target(target, _running_database_url(settings))
                 return
     except httpx.TransportError:
         if url is not None:
@@ -216,10 +226,24 @@ async def _platform_at(url: str | None) -> AsyncIterator[str]:
             settings, state_dir=Path(tmp), http_port=free_port(), log_dir=Path(tmp) / "logs"
         )
         try:
-            await platform.start()
-            yield f"http://127.0.0.1:{platform.http_port}"
+            endpoints = await platform.start()
+            yield _Target(f"http://127.0.0.1:{platform.http_port}", endpoints.database_url)
         finally:
             platform.stop()
+
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def _running_database_url(settings: Settings) -> str | None:
+    """What `otc up` wrote down about the servers it started, if it did."""
+    if settings.database_url:
+        return settings.database_url
+    path = settings.state_dir / ENDPOINTS_FILE
+    if not path.exists():
+        return None
+    recorded: dict[str, str] = json.loads(path.read_text())
+    return recorded.get("database_url")
 
 
 @app.command()
@@ -235,7 +259,7 @@ def demo(
     async def main() -> None:
         async with _platform_at(url) as target:
             await run_demo(
-                target,
+                target.api,
                 _mint("TRADER-A", Role.TRADER),
                 instrument=instrument,
                 side=side,
@@ -263,12 +287,13 @@ def bench(
         async with _platform_at(url) as target:
             tokens = [_mint(p, Role.TRADER) for p in ("TRADER-A", "TRADER-B")]
             await run_bench(
-                target,
+                target.api,
                 tokens,
                 rfqs=rfqs,
                 concurrency=concurrency,
                 quantity=quantity,
                 console=console,
+                database_url=target.database_url,
             )
 
     asyncio.run(main())
