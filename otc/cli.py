@@ -18,6 +18,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from order_core.entrypoints.audit_cli import audit_app
 from otc.auth import Role, mint_token
 from otc.clock import SystemClock
 from otc.logging import configure
@@ -27,6 +28,7 @@ from otc.settings import Settings, get_settings
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="OTC request-for-quote platform."
 )
+app.add_typer(audit_app, name="audit", help="Verify the tamper-evident audit trail.")
 console = Console()
 
 

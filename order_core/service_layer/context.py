@@ -4,13 +4,15 @@ optimistic-retry helpers, and the answers it publishes.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from order_core.adapters.audited_uow import AuditedUnitOfWork
 from order_core.adapters.repository import ConcurrentUpdate, OrderRepository
 from order_core.adapters.risk_client import RiskClient
 from order_core.adapters.tables import OUTBOX_TABLES
@@ -29,10 +31,13 @@ log = get_logger(__name__)
 
 CONSUMER = "order-core"
 VERSION_RETRIES = 8
-# A quote for an RFQ order_core has not seen may simply have overtaken the
-# RfqRequested on the other topic; it is retried (holding up its partition) for at
-# most this long, then dead-lettered.
+# A quote or command for an RFQ order_core has not seen may simply have overtaken
+# the RfqRequested on the other topic; it is retried (holding up its partition) for
+# at most this long from its first attempt in this process, then given up on. The
+# clock starts at the first attempt, not at the message's age, because after a
+# restart every waiting message is old and its RFQ is still on its way.
 UNKNOWN_ORDER_GRACE = timedelta(seconds=10)
+FIRST_ATTEMPTS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,20 @@ class Context:
     clock: Clock
     last_look_window: timedelta
     reservation_ttl: timedelta
+    first_attempts: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
+
+    def waited_long_enough(self, msg: Message) -> bool:
+        """Whether a message waiting for its RFQ has been retried for the full grace."""
+        now = self.clock.now()
+        first = self.first_attempts.setdefault(msg.event_id, now)
+        while len(self.first_attempts) > FIRST_ATTEMPTS_KEPT:
+            self.first_attempts.popitem(last=False)
+        return now - first > UNKNOWN_ORDER_GRACE
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, OUTBOX_TABLES, producer="order-core", clock=self.clock)
+        return AuditedUnitOfWork(
+            self.engine, OUTBOX_TABLES, producer="order-core", clock=self.clock
+        )
 
 
 Handler = Callable[[Context, Message], Awaitable[None]]
@@ -63,7 +79,7 @@ async def retry_on_conflict(step: Callable[[], Awaitable[None]]) -> None:
 def unknown_order(ctx: Context, msg: Message, rfq_id: str, *, may_be_early: bool) -> Exception:
     """Last-look answers and settlement results can only follow an order order_core
     created, so for them an unknown RFQ is final; a quote may just be early."""
-    if not may_be_early or ctx.clock.now() - msg.occurred_at > UNKNOWN_ORDER_GRACE:
+    if not may_be_early or ctx.waited_long_enough(msg):
         return InvalidMessage(f"unknown rfq {rfq_id}")
     return NotYetKnown(f"rfq {rfq_id} not yet known")
 
@@ -140,6 +156,6 @@ async def refuse(ctx: Context, msg: Message, rfq_id: str, code: str, reason: str
 def unknown_command_target(ctx: Context, msg: Message, rfq_id: str) -> tuple[str, str]:
     """The edge sends commands only for RFQs it created, so an unknown one is most
     likely still on its way on rfq.requests: wait for it a little, then refuse."""
-    if ctx.clock.now() - msg.occurred_at <= UNKNOWN_ORDER_GRACE:
+    if not ctx.waited_long_enough(msg):
         raise NotYetKnown(f"rfq {rfq_id} not yet known")
     return ("not_found", f"no RFQ {rfq_id}")

@@ -77,5 +77,10 @@ class OrderFeed:
             "valid_until": q.valid_until.ToDatetime(tzinfo=tz),
         }
         async with self._engine.begin() as conn:
-            await RfqRepository(conn).add_quote(values)
+            repo = RfqRepository(conn)
+            # Only RFQs this edge created have a row (it is written before the RFQ
+            # is published); anything else is not ours to show.
+            if await repo.get(q.rfq_id) is None:
+                return
+            await repo.add_quote(values)
         self._hub.push(p.requester, {"type": "quote", "data": quote_view(values)})

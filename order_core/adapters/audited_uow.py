@@ -1,0 +1,58 @@
+"""order_core's unit of work: the shared one, plus the audit trail.
+
+Every state change and every recorded quote leaves order_core as an outbox
+message, so appending those messages to the audit trail at commit time audits
+exactly what was published, in the same transaction, without each handler having
+to remember it. The records are read back from the buffered envelopes, so the
+trail has the very event id and timestamp that consumers see.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.json_format import MessageToDict
+
+from order_core.adapters.audit import AuditLog
+from order_core.domain.audit import AuditRecord
+from otc.bus.envelope import Message, decode
+from otc.contracts import events_pb2 as ev
+from otc.unit_of_work import UnitOfWork
+
+
+def audit_record(msg: Message) -> AuditRecord | None:
+    """The audit record of an outgoing message, or None if it is not audited."""
+    payload = msg.payload
+    if isinstance(payload, ev.OrderStateChanged):
+        rfq_id = payload.rfq_id
+    elif isinstance(payload, ev.QuoteRecorded):
+        rfq_id = payload.quote.rfq_id
+    else:
+        return None
+    return AuditRecord(
+        rfq_id=rfq_id,
+        event_type=msg.type,
+        occurred_at=msg.occurred_at,
+        producer=msg.producer,
+        event_id=msg.event_id,
+        correlation_id=msg.correlation_id,
+        causation_id=msg.causation_id,
+        party=payload.requester,
+        # The proto3 JSON mapping: every field present, names as in proto/, int64 and
+        # decimals as strings, timestamps in RFC 3339; a standard auditors can read.
+        payload=MessageToDict(
+            payload, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        ),
+    )
+
+
+class AuditedUnitOfWork(UnitOfWork):
+    async def commit(self) -> None:
+        records = []
+        for pending in self._pending:
+            raw = pending["payload"]
+            assert isinstance(raw, bytes)
+            record = audit_record(decode(raw))
+            if record is not None:
+                records.append(record)
+        # As late as possible: the head stays locked from here until the commit.
+        await AuditLog(self.conn).append(records)
+        await super().commit()
