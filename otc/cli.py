@@ -24,11 +24,13 @@ from otc.clock import SystemClock
 from otc.logging import configure
 from otc.service import Service, serve
 from otc.settings import Settings, get_settings
+from risk_limits.entrypoints.cli import risk_app
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="OTC request-for-quote platform."
 )
 app.add_typer(audit_app, name="audit", help="Verify the tamper-evident audit trail.")
+app.add_typer(risk_app, name="risk", help="Credit lines, exposure and reference rates.")
 console = Console()
 
 
@@ -155,7 +157,8 @@ async def _up(settings: Settings) -> int:
     console.print("starting the OTC RFQ platform...")
     try:
         endpoints = await platform.start()
-        (state_dir / ENDPOINTS_FILE).write_text(json.dumps(asdict(endpoints), indent=2))
+        recorded = {**asdict(endpoints), "risk_target": f"127.0.0.1:{platform.risk_port}"}
+        (state_dir / ENDPOINTS_FILE).write_text(json.dumps(recorded, indent=2))
         _print_banner(settings, platform, endpoints)
         while not stop.is_set():
             dead = [name for name, child in platform.children.items() if not child.alive()]
@@ -189,6 +192,7 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
   PostgreSQL      {endpoints.database_url}
   Redis           {endpoints.redis_url}
   Kafka           {endpoints.kafka_bootstrap}
+  risk gRPC       127.0.0.1:{platform.risk_port}   (otc risk exposure TRADER-A --target ...)
   services        {", ".join(platform.children)}
   logs            {platform.state_dir / "logs"}
 
@@ -203,7 +207,9 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
 @dataclass(frozen=True)
 class _Target:
     api: str
-    database_url: str | None  # known when we started it, or `otc up` said where
+    # known when we started it, or when `otc up` wrote down where it runs them
+    database_url: str | None
+    risk_target: str | None
 
 
 @asynccontextmanager
@@ -214,7 +220,11 @@ async def _platform_at(url: str | None) -> AsyncIterator[_Target]:
     try:
         async with httpx.AsyncClient(timeout=1.0) as client:
             if (await client.get(f"{target}/readyz")).status_code == 200:
-                yield _Target(target, _running_database_url(settings))
+                yield _Target(
+                    target,
+                    settings.database_url or _recorded(settings, "database_url"),
+                    _recorded(settings, "risk_target"),
+                )
                 return
     except httpx.TransportError:
         if url is not None:
@@ -229,7 +239,11 @@ async def _platform_at(url: str | None) -> AsyncIterator[_Target]:
         )
         try:
             endpoints = await platform.start()
-            yield _Target(f"http://127.0.0.1:{platform.http_port}", endpoints.database_url)
+            yield _Target(
+                f"http://127.0.0.1:{platform.http_port}",
+                endpoints.database_url,
+                f"127.0.0.1:{platform.risk_port}",
+            )
         finally:
             platform.stop()
 
@@ -237,15 +251,13 @@ async def _platform_at(url: str | None) -> AsyncIterator[_Target]:
 ENDPOINTS_FILE = "endpoints.json"
 
 
-def _running_database_url(settings: Settings) -> str | None:
-    """What `otc up` wrote down about the servers it started, if it did."""
-    if settings.database_url:
-        return settings.database_url
+def _recorded(settings: Settings, key: str) -> str | None:
+    """What `otc up` wrote down about the platform it runs, if it did."""
     path = settings.state_dir / ENDPOINTS_FILE
     if not path.exists():
         return None
     recorded: dict[str, str] = json.loads(path.read_text())
-    return recorded.get("database_url")
+    return recorded.get(key)
 
 
 @app.command()
@@ -281,8 +293,12 @@ def bench(
     concurrency: Annotated[int, typer.Option(help="RFQs in flight at once")] = 8,
     quantity: str = "0.1",
     url: Annotated[str | None, typer.Option(help="trader API of a running platform")] = None,
+    risk_pairs: Annotated[
+        int, typer.Option(help="Freeze + Commit pairs to time on the credit service (0: skip)")
+    ] = 300,
 ) -> None:
-    """Measure RFQ -> first quote, accept -> CONFIRMED and sustained RFQs/s."""
+    """Measure RFQ -> first quote, accept -> CONFIRMED, sustained RFQs/s, and the
+    credit service's Freeze + Commit beside raw gRPC and PostgreSQL round trips."""
     from otc.bench import run_bench
 
     async def main() -> None:
@@ -297,6 +313,17 @@ def bench(
                 console=console,
                 database_url=target.database_url,
             )
+            if risk_pairs and target.database_url and target.risk_target:
+                from risk_limits.bench import run_risk_bench
+
+                await run_risk_bench(
+                    target.risk_target,
+                    target.database_url,
+                    pairs=risk_pairs,
+                    concurrency=concurrency,
+                )
+            elif risk_pairs:
+                console.print("credit service not timed: where it and the database run is unknown")
 
     asyncio.run(main())
 

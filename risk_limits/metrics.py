@@ -6,7 +6,8 @@ from prometheus_client import Counter
 
 FREEZES = Counter(
     "otc_risk_freezes_total",
-    "Freeze calls, by outcome (frozen, rejected, replayed, invalid)",
+    "Freeze calls, by outcome (frozen, rejected, replayed, invalid: malformed, unknown party "
+    "or missing reference rate)",
     ["outcome"],
 )
 COMMITS = Counter(
@@ -22,4 +23,10 @@ RELEASES = Counter(
 RESERVATIONS_EXPIRED = Counter(
     "otc_risk_reservations_expired_total",
     "FROZEN reservations released by the sweeper after their deadline",
+)
+SETTLEMENTS = Counter(
+    "otc_risk_settlements_total",
+    "Committed reservations whose trade settled or failed to settle, by outcome (settled, "
+    "settlement_failed, replayed, duplicate, unknown, refused, not_found, invalid)",
+    ["outcome"],
 )

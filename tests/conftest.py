@@ -43,6 +43,8 @@ def launcher(state_dir: Path) -> Iterator[Platform]:
     env = {
         "OTC_ENV": "test",
         "OTC_QUOTE_TTL_MS": str(TEST_QUOTE_TTL_MS),
+        # a loaded 2-core CI machine can take longer than the 2 s a trader waits
+        "OTC_ACCEPT_REPLY_TIMEOUT_MS": "6000",
         "OTC_LOG_LEVEL": "INFO",
     }
     platform = Platform(

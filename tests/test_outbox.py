@@ -123,6 +123,12 @@ async def test_rows_published_before_a_crash_are_published_again_with_the_same_i
     assert sorted(ids) == sorted([r["event_id"] for r in rows] * 2)  # duplicates, never new ids
 
 
+async def _unsent(engine: AsyncEngine, outbox: Table) -> int:
+    async with engine.connect() as conn:
+        query = select(func.count()).where(outbox.c.sent_at.is_(None))
+        return int((await conn.execute(query)).scalar_one())
+
+
 class _JitteryPublisher(Publisher):
     async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
         await asyncio.sleep(random.uniform(0, 0.03))
@@ -142,9 +148,12 @@ async def test_concurrent_relays_keep_one_keys_events_in_order(
     relays = [_relay(engine, outbox, p, endpoints, batch_size=5) for p in publishers]
 
     async def drain(relay: OutboxRelay) -> None:
-        for _ in range(100):
-            await relay.publish_batch()
-            await asyncio.sleep(0)
+        # only one relay holds the schema's lock at a time; the others find nothing
+        # to do until the rows are gone
+        for _ in range(2000):
+            if await relay.publish_batch() == 0 and await _unsent(engine, outbox) == 0:
+                return
+            await asyncio.sleep(0.001)
 
     try:
         async with KafkaTap(endpoints.kafka_bootstrap, TOPIC) as tap:

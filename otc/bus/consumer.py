@@ -1,12 +1,13 @@
 """A Kafka consumer loop that never crashes on a bad message and never drops one.
 
-Records of one partition are handled in order; partitions are handled
-concurrently. A message that cannot be decoded or fails validation goes to
-`<topic>.dlq` with the reason in a header. A transient failure (database, broker,
-gRPC unavailable) is retried with backoff until it succeeds; any other exception is
-retried a few times and then dead-lettered. Offsets are committed only after the
-handler (and its transaction) finished, so a crash means redelivery, which the
-idempotent handlers absorb.
+Records of one partition are handled in order, each partition in a lane of its
+own (otc/bus/lanes.py), so one partition waiting never stops the others. A
+message that cannot be decoded or fails validation goes to `<topic>.dlq` with the
+reason in a header. A transient failure (database, broker, gRPC unavailable) is
+retried with backoff until it succeeds; any other exception is retried a few times
+and then dead-lettered. Offsets are committed only up to records whose handler
+(and its transaction) finished, so a crash means redelivery, which the idempotent
+handlers absorb.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from otc.bus.envelope import InvalidMessage, Message, decode
+from otc.bus.lanes import Lane
 from otc.bus.producer import Publisher
 from otc.bus.topics import dlq
 from otc.errors import DomainError, is_transient
@@ -28,6 +30,8 @@ from otc.metrics import DLQ_MESSAGES, HANDLER_SECONDS, MESSAGES_CONSUMED
 Handler = Callable[[str, Message], Awaitable[None]]
 
 STOP_TIMEOUT_S = 5.0
+FINISH_TIMEOUT_S = 10.0  # how long a stopping consumer lets a record in hand finish
+MAX_BACKLOG = 2000  # records fetched ahead per partition before fetching pauses
 
 log = get_logger(__name__)
 
@@ -55,6 +59,8 @@ class Consumer:
         self._from_end = from_end
         self._max_attempts = max_attempts
         self._stopping = asyncio.Event()
+        self._lanes: dict[TopicPartition, Lane] = {}
+        self._committed: dict[TopicPartition, int] = {}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -77,7 +83,7 @@ class Consumer:
     async def start(self) -> None:
         await self._consumer.start()
         if self._group_id is not None:
-            self._consumer.subscribe(list(self._topics))
+            self._consumer.subscribe(list(self._topics), listener=_Rebalance(self))
             return
         await self._consumer.topics()  # loads cluster metadata
         partitions: list[TopicPartition] = []
@@ -107,21 +113,60 @@ class Consumer:
             log.warning("consumer did not leave its group in time")
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
-            if not batches:
-                continue
-            await asyncio.gather(*(self._handle_partition(recs) for recs in batches.values()))
-            if self._group_id is not None:
-                offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
-                try:
-                    await self._consumer.commit(offsets)
-                except CommitFailedError:
-                    log.warning("offset commit failed after a rebalance; messages will repeat")
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, records in batches.items():
+                    self._lane(tp).feed(records)
+                self._backpressure()
+                await self._commit()
+        finally:
+            for lane in self._lanes.values():
+                await lane.finish(FINISH_TIMEOUT_S)
+            await self._commit()
 
-    async def _handle_partition(self, records: list[ConsumerRecord]) -> None:
-        for record in records:
-            await self._handle_record(record)
+    def _lane(self, tp: TopicPartition) -> Lane:
+        lane = self._lanes.get(tp)
+        if lane is None:
+            lane = self._lanes[tp] = Lane(self._handle_record)
+        return lane
+
+    def _backpressure(self) -> None:
+        """Stops fetching a partition whose lane is far behind, until it catches up."""
+        paused = self._consumer.paused()
+        for tp, lane in self._lanes.items():
+            if lane.backlog >= MAX_BACKLOG and tp not in paused:
+                self._consumer.pause(tp)
+            elif lane.backlog < MAX_BACKLOG // 2 and tp in paused:
+                self._consumer.resume(tp)
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        if self._group_id is None:
+            return
+        offsets = {
+            tp: lane.next_offset
+            for tp, lane in self._lanes.items()
+            if lane.next_offset is not None
+            and lane.next_offset != self._committed.get(tp)
+            and (only is None or tp in only)
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            self._committed.update(offsets)
+        except CommitFailedError:
+            log.warning("offset commit failed after a rebalance; messages will repeat")
+
+    async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._commit(only=revoked)
+        for tp in revoked:
+            lane = self._lanes.pop(tp, None)
+            if lane is not None:
+                # the new owner resumes from the committed offset; what this lane
+                # still held is redelivered there, and handlers are idempotent
+                await lane.abandon()
+            self._committed.pop(tp, None)
 
     async def _handle_record(self, record: ConsumerRecord) -> None:
         topic = record.topic
@@ -178,3 +223,14 @@ class Consumer:
                 await asyncio.sleep(0.5)
         DLQ_MESSAGES.labels(self.service, record.topic).inc()
         MESSAGES_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: Consumer) -> None:
+        self._owner = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._owner._partitions_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fotc/contracts/risk_limits.proto\x12\x0erisk_limits.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\tCreditLeg\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"\x8e\x01\n\rFreezeRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\'\n\x04legs\x18\x03 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x0e\x46reezeResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"\'\n\rCommitRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"8\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x13ReservationResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"#\n\x12GetExposureRequest\x12\r\n\x05party\x18\x01 \x01(\t\"k\n\x08\x45xposure\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x0c\n\x04used\x18\x04 \x01(\t\x12\x0e\n\x06\x66rozen\x18\x05 \x01(\t\x12\x11\n\tavailable\x18\x06 \x01(\t\"F\n\x14SetCreditLineRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t2\x91\x03\n\nRiskLimits\x12G\n\x06\x46reeze\x12\x1d.risk_limits.v1.FreezeRequest\x1a\x1e.risk_limits.v1.FreezeResponse\x12L\n\x06\x43ommit\x12\x1d.risk_limits.v1.CommitRequest\x1a#.risk_limits.v1.ReservationResponse\x12N\n\x07Release\x12\x1e.risk_limits.v1.ReleaseRequest\x1a#.risk_limits.v1.ReservationResponse\x12K\n\x0bGetExposure\x12\".risk_limits.v1.GetExposureRequest\x1a\x18.risk_limits.v1.Exposure\x12O\n\rSetCreditLine\x12$.risk_limits.v1.SetCreditLineRequest\x1a\x18.risk_limits.v1.Exposureb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fotc/contracts/risk_limits.proto\x12\x0erisk_limits.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\tCreditLeg\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"\x8e\x01\n\rFreezeRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\'\n\x04legs\x18\x03 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x0e\x46reezeResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"\'\n\rCommitRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"8\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x13ReservationResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"9\n\x12GetExposureRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\"\x81\x01\n\x08\x45xposure\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x0c\n\x04used\x18\x04 \x01(\t\x12\x0e\n\x06\x66rozen\x18\x05 \x01(\t\x12\x11\n\tavailable\x18\x06 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x07 \x01(\t\"\\\n\x14SetCreditLineRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x04 \x01(\t\"@\n\x17SetReferenceRateRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0brate_in_usd\x18\x02 \x01(\t\"6\n\rReferenceRate\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0brate_in_usd\x18\x02 \x01(\t\"R\n\x18SettleReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xd1\x04\n\nRiskLimits\x12G\n\x06\x46reeze\x12\x1d.risk_limits.v1.FreezeRequest\x1a\x1e.risk_limits.v1.FreezeResponse\x12L\n\x06\x43ommit\x12\x1d.risk_limits.v1.CommitRequest\x1a#.risk_limits.v1.ReservationResponse\x12N\n\x07Release\x12\x1e.risk_limits.v1.ReleaseRequest\x1a#.risk_limits.v1.ReservationResponse\x12K\n\x0bGetExposure\x12\".risk_limits.v1.GetExposureRequest\x1a\x18.risk_limits.v1.Exposure\x12O\n\rSetCreditLine\x12$.risk_limits.v1.SetCreditLineRequest\x1a\x18.risk_limits.v1.Exposure\x12Z\n\x10SetReferenceRate\x12\'.risk_limits.v1.SetReferenceRateRequest\x1a\x1d.risk_limits.v1.ReferenceRate\x12\x62\n\x11SettleReservation\x12(.risk_limits.v1.SettleReservationRequest\x1a#.risk_limits.v1.ReservationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,11 +45,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVATIONRESPONSE']._serialized_start=470
   _globals['_RESERVATIONRESPONSE']._serialized_end=531
   _globals['_GETEXPOSUREREQUEST']._serialized_start=533
-  _globals['_GETEXPOSUREREQUEST']._serialized_end=568
-  _globals['_EXPOSURE']._serialized_start=570
-  _globals['_EXPOSURE']._serialized_end=677
-  _globals['_SETCREDITLINEREQUEST']._serialized_start=679
-  _globals['_SETCREDITLINEREQUEST']._serialized_end=749
-  _globals['_RISKLIMITS']._serialized_start=752
-  _globals['_RISKLIMITS']._serialized_end=1153
+  _globals['_GETEXPOSUREREQUEST']._serialized_end=590
+  _globals['_EXPOSURE']._serialized_start=593
+  _globals['_EXPOSURE']._serialized_end=722
+  _globals['_SETCREDITLINEREQUEST']._serialized_start=724
+  _globals['_SETCREDITLINEREQUEST']._serialized_end=816
+  _globals['_SETREFERENCERATEREQUEST']._serialized_start=818
+  _globals['_SETREFERENCERATEREQUEST']._serialized_end=882
+  _globals['_REFERENCERATE']._serialized_start=884
+  _globals['_REFERENCERATE']._serialized_end=938
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=940
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1022
+  _globals['_RISKLIMITS']._serialized_start=1025
+  _globals['_RISKLIMITS']._serialized_end=1618
 # @@protoc_insertion_point(module_scope)

@@ -59,14 +59,24 @@ class RiskLimitsStub:
                 request_serializer=otc_dot_contracts_dot_risk__limits__pb2.SetCreditLineRequest.SerializeToString,
                 response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.Exposure.FromString,
                 _registered_method=True)
+        self.SetReferenceRate = channel.unary_unary(
+                '/risk_limits.v1.RiskLimits/SetReferenceRate',
+                request_serializer=otc_dot_contracts_dot_risk__limits__pb2.SetReferenceRateRequest.SerializeToString,
+                response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ReferenceRate.FromString,
+                _registered_method=True)
+        self.SettleReservation = channel.unary_unary(
+                '/risk_limits.v1.RiskLimits/SettleReservation',
+                request_serializer=otc_dot_contracts_dot_risk__limits__pb2.SettleReservationRequest.SerializeToString,
+                response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.FromString,
+                _registered_method=True)
 
 
 class RiskLimitsServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Freeze(self, request, context):
-        """Freezes `amount` on every leg's party, atomically, or nothing at all.
-        Idempotent on reservation_id.
+        """Freezes every leg on both of its lines, atomically, or nothing at all.
+        Idempotent on reservation_id, which must be a UUID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,13 +97,30 @@ class RiskLimitsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetExposure(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One line: the party's gross line, or its bilateral line with `counterparty`.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetCreditLine(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or resizes a line: gross when `counterparty` is empty, else bilateral.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetReferenceRate(self, request, context):
+        """Sets what one unit of `currency` is worth in USD (USD itself is always 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleReservation(self, request, context):
+        """Frees the used credit of a committed reservation once its trade has settled,
+        or has failed to settle. Idempotent. Settlement events do the same by rfq_id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -125,6 +152,16 @@ def add_RiskLimitsServicer_to_server(servicer, server):
                     servicer.SetCreditLine,
                     request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.SetCreditLineRequest.FromString,
                     response_serializer=otc_dot_contracts_dot_risk__limits__pb2.Exposure.SerializeToString,
+            ),
+            'SetReferenceRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReferenceRate,
+                    request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.SetReferenceRateRequest.FromString,
+                    response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ReferenceRate.SerializeToString,
+            ),
+            'SettleReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleReservation,
+                    request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.SettleReservationRequest.FromString,
+                    response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +299,60 @@ class RiskLimits:
             '/risk_limits.v1.RiskLimits/SetCreditLine',
             otc_dot_contracts_dot_risk__limits__pb2.SetCreditLineRequest.SerializeToString,
             otc_dot_contracts_dot_risk__limits__pb2.Exposure.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReferenceRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/risk_limits.v1.RiskLimits/SetReferenceRate',
+            otc_dot_contracts_dot_risk__limits__pb2.SetReferenceRateRequest.SerializeToString,
+            otc_dot_contracts_dot_risk__limits__pb2.ReferenceRate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/risk_limits.v1.RiskLimits/SettleReservation',
+            otc_dot_contracts_dot_risk__limits__pb2.SettleReservationRequest.SerializeToString,
+            otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.FromString,
             options,
             channel_credentials,
             insecure,

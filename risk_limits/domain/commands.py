@@ -42,8 +42,36 @@ class SetCreditLine:
     party: str
     currency: str
     limit: str
+    counterparty: str = ""  # empty: the party's gross line
 
 
 @dataclass(frozen=True, slots=True)
 class GetExposure:
     party: str
+    counterparty: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetReferenceRate:
+    currency: str
+    rate_in_usd: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReservation:
+    """An operator's word that the trade behind a reservation settled (or failed to)."""
+
+    reservation_id: str
+    failed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTradeOutcome:
+    """Settlement's event about a trade, which names the RFQ and not the reservation."""
+
+    event_id: str
+    rfq_id: str
+    trade_id: str
+    failed: bool
+    reason: str

@@ -1,31 +1,50 @@
 """Credit arithmetic and the validation of what a Freeze asks for.
 
-A party has one gross credit line in one currency: available = limit - used - frozen.
-A Freeze carries legs; each leg consumes credit of its own `party`, so legs are
-summed per party and applied in party order (the order every writer locks lines in).
+A party has a gross line, and a bilateral line for each counterparty it may trade
+with; each line has a currency of its own, and available = limit - used - frozen.
+A leg (party, counterparty, amount, currency) is the party's exposure to the
+counterparty: it holds its amount on the party's gross line and on the bilateral
+line (party, counterparty), converted into each line's currency. A trade sends one
+leg per side, so its freeze checks both parties' gross lines and both directions
+of their bilateral line.
+
+Holds are summed per line and applied in line order (party, then counterparty,
+the gross line first). Every writer locks lines in that order, so two transactions
+never wait on each other in a cycle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
+from decimal import Decimal
 
-from otc.errors import ValidationFailed
+from otc.errors import Conflict, ValidationFailed
 from otc.money import InvalidDecimal, fmt, parse_decimal
 
 from .commands import LegRequest
-from .errors import CreditRefused
+from .currency import EXACT, convert, parse_currency
+from .errors import CreditRefused, UnknownParty
 
 MAX_SCALE = 18
 MAX_INTEGER_DIGITS = 20
-_CURRENCY = re.compile(r"[A-Z]{3}")
+GROSS = ""  # the counterparty of a party's gross line
 
-# Wide enough for sums of bounded amounts; a trap instead of silent rounding if not.
-EXACT = Context(prec=100, traps=[InvalidOperation, Inexact, Rounded])
+
+@dataclass(frozen=True, slots=True, order=True)
+class LineKey:
+    party: str
+    counterparty: str = GROSS
+
+    @property
+    def is_gross(self) -> bool:
+        return self.counterparty == GROSS
+
+    def __str__(self) -> str:
+        return self.party if self.is_gross else f"{self.party} with {self.counterparty}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +54,23 @@ class Leg:
     amount: Decimal
     currency: str
 
+    @property
+    def lines(self) -> tuple[LineKey, LineKey]:
+        return LineKey(self.party), LineKey(self.party, self.counterparty)
+
 
 @dataclass(frozen=True, slots=True)
-class PartyAmount:
-    party: str
-    currency: str
+class Hold:
+    """Credit that a reservation holds on one line, in that line's currency."""
+
+    line: LineKey
     amount: Decimal
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
 class CreditLine:
-    party: str
+    key: LineKey
     currency: str
     limit: Decimal
     used: Decimal
@@ -62,9 +87,17 @@ def require_id(value: str, field: str) -> str:
     return value
 
 
-def parse_currency(value: str) -> str:
-    if not _CURRENCY.fullmatch(value):
-        raise ValidationFailed(f"currency must be a three-letter ISO code, got {value!r}")
+def require_uuid(value: str, field: str) -> str:
+    """Reservation ids are UUIDs in canonical form, so that one id has one spelling."""
+    try:
+        canonical: str | None = str(uuid.UUID(value))
+    except ValueError:
+        canonical = None
+    if canonical != value:
+        raise ValidationFailed(
+            f"{field} must be a UUID in canonical form (lowercase 8-4-4-4-12 hex), "
+            f"got {value[:64]!r}"
+        )
     return value
 
 
@@ -104,35 +137,66 @@ def parse_legs(requests: Iterable[LegRequest]) -> tuple[Leg, ...]:
     return legs
 
 
-def amounts_by_party(legs: Iterable[Leg]) -> tuple[PartyAmount, ...]:
-    """Sums legs per party, sorted by party so that every transaction locks credit
-    lines in the same order (two freezes never wait on each other in a cycle)."""
-    totals: dict[str, PartyAmount] = {}
+def lines_of(legs: Iterable[Leg]) -> tuple[LineKey, ...]:
+    return tuple(sorted({line for leg in legs for line in leg.lines}))
+
+
+def currencies_to_convert(legs: Iterable[Leg], currencies: Mapping[LineKey, str]) -> set[str]:
+    """The currencies whose reference rates the holds of `legs` need (none when
+    every leg is already in its lines' currencies)."""
+    needed: set[str] = set()
     for leg in legs:
-        seen = totals.get(leg.party)
+        for line in leg.lines:
+            target = currencies.get(line, leg.currency)
+            if target != leg.currency:
+                needed |= {leg.currency, target}
+    return needed
+
+
+def holds_for(
+    legs: Iterable[Leg], currencies: Mapping[LineKey, str], rates: Mapping[str, Decimal]
+) -> tuple[Hold, ...]:
+    """What `legs` hold on each line, given each existing line's currency. A party
+    without a gross line is unknown; a pair without a bilateral line has no credit."""
+    ordered = sorted(legs, key=lambda leg: leg.lines)
+    for leg in ordered:
+        if LineKey(leg.party) not in currencies:
+            raise UnknownParty(f"unknown party {leg.party}: it has no credit line")
+    for leg in ordered:
+        bilateral = LineKey(leg.party, leg.counterparty)
+        if bilateral not in currencies:
+            raise CreditRefused(f"no credit line for {bilateral}")
+    return sum_holds(
+        Hold(line, convert(leg.amount, leg.currency, currencies[line], rates), currencies[line])
+        for leg in ordered
+        for line in leg.lines
+    )
+
+
+def sum_holds(holds: Iterable[Hold]) -> tuple[Hold, ...]:
+    """One hold per line, in lock order."""
+    totals: dict[LineKey, Hold] = {}
+    for hold in holds:
+        seen = totals.get(hold.line)
         if seen is None:
-            totals[leg.party] = PartyAmount(leg.party, leg.currency, leg.amount)
-        elif seen.currency != leg.currency:
-            raise ValidationFailed(
-                f"legs of {leg.party} mix currencies {seen.currency} and {leg.currency}"
-            )
+            totals[hold.line] = hold
+        elif seen.currency != hold.currency:
+            # A line changes currency only while it holds nothing, so this is a bug.
+            raise ValueError(f"holds on {hold.line} in {seen.currency} and {hold.currency}")
         else:
-            totals[leg.party] = PartyAmount(
-                leg.party, leg.currency, EXACT.add(seen.amount, leg.amount)
-            )
-    return tuple(totals[party] for party in sorted(totals))
+            totals[hold.line] = Hold(hold.line, EXACT.add(seen.amount, hold.amount), seen.currency)
+    return tuple(totals[line] for line in sorted(totals))
 
 
-def refusal(asked: PartyAmount, line: CreditLine | None) -> CreditRefused | ValidationFailed:
+def refusal(asked: Hold, line: CreditLine | None) -> Conflict:
     """Why a conditional freeze of `asked` matched no row, for the caller to read."""
     if line is None:
-        return CreditRefused(f"no credit line for {asked.party}")
+        return CreditRefused(f"no credit line for {asked.line}")
     if line.currency != asked.currency:
-        return ValidationFailed(
-            f"credit line of {asked.party} is in {line.currency}, not {asked.currency}"
-        )
+        # An admin re-denominated the (then empty) line between our read and write.
+        return Conflict(f"credit line of {asked.line} changed currency during the freeze; retry")
     return CreditRefused(
-        f"insufficient credit for {asked.party}: asked {fmt(asked.amount)} {asked.currency}, "
+        f"insufficient credit for {asked.line}: asked {fmt(asked.amount)} {asked.currency}, "
         f"available {fmt(line.available)} {line.currency}"
     )
 

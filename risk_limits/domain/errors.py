@@ -1,14 +1,17 @@
 """The credit service's refusals, as subclasses of the platform taxonomy (otc.errors).
 
     Conflict
-    ├── CreditRefused             no line, or not enough available credit
+    ├── CreditRefused             no bilateral line, or not enough available credit
     ├── ReservationIdReused       one id, two different requests
     ├── ReleasedBeforeFrozen      a Freeze arriving after its own Release
     ├── IllegalTransition         e.g. Commit of a RELEASED reservation
-    └── CurrencyChangeRefused     a line's currency changed while it carries credit
+    ├── CurrencyChangeRefused     a line's currency changed while it carries credit
+    ├── MissingReferenceRate      a conversion needs a rate no admin has set
+    └── RfqAlreadyCommitted       a second committed reservation for one RFQ
     NotFound
     ├── ReservationNotFound
-    └── CreditLineNotFound
+    ├── CreditLineNotFound
+    └── UnknownParty              a Freeze naming a party without a gross line
     ValidationFailed              malformed request (amounts, currencies, ids)
 
 The gRPC edge maps ReservationIdReused to ALREADY_EXISTS and every other Conflict
@@ -40,9 +43,21 @@ class CurrencyChangeRefused(Conflict):
     code = "currency_change_refused"
 
 
+class MissingReferenceRate(Conflict):
+    code = "missing_reference_rate"
+
+
+class RfqAlreadyCommitted(Conflict):
+    code = "rfq_already_committed"
+
+
 class ReservationNotFound(NotFound):
     pass
 
 
 class CreditLineNotFound(NotFound):
     pass
+
+
+class UnknownParty(NotFound):
+    code = "unknown_party"

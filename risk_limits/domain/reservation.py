@@ -1,10 +1,15 @@
-"""The life of a reservation: its states, the moves between them as a table, and
-what a repeated Freeze of a known reservation id must answer.
+"""The life of a reservation: its states, the moves between them as a table, what
+each move does to the credit it holds, and what a repeated Freeze of a known
+reservation id must answer.
 
-    FROZEN ── Commit ──> COMMITTED
+    FROZEN ── Commit ──> COMMITTED ── Settle ─────────> SETTLED
+       │                     └─────── FailSettlement ─> SETTLEMENT_FAILED
        ├──── Release ──> RELEASED
        └──── Expire ───> EXPIRED      (the sweeper, once the deadline has passed)
     REJECTED                          (a Freeze the credit lines refused)
+
+Committed credit stays used until settlement reports on the trade: settled or
+failed, either way the exposure is over and the credit is available again.
 
 A Release of an id never seen leaves a RELEASED tombstone with no legs and an empty
 request hash, so that a Freeze arriving late (after its own Release) freezes nothing.
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from .credit import Leg
+from .credit import Hold, Leg
 from .errors import CreditRefused, IllegalTransition, ReleasedBeforeFrozen, ReservationIdReused
 
 TOMBSTONE_HASH = ""
@@ -28,12 +33,24 @@ class Status(StrEnum):
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
+    SETTLED = "SETTLED"
+    SETTLEMENT_FAILED = "SETTLEMENT_FAILED"
 
 
 class Action(StrEnum):
     COMMIT = "commit"
     RELEASE = "release"
     EXPIRE = "expire"
+    SETTLE = "settle"
+    FAIL_SETTLEMENT = "fail settlement"
+
+
+class Movement(StrEnum):
+    """Where an applied action moves the held credit on every line."""
+
+    COMMIT = "frozen to used"
+    UNFREEZE = "frozen to available"
+    FREE_USED = "used to available"
 
 
 class Decision(StrEnum):
@@ -45,6 +62,16 @@ TARGET: dict[Action, Status] = {
     Action.COMMIT: Status.COMMITTED,
     Action.RELEASE: Status.RELEASED,
     Action.EXPIRE: Status.EXPIRED,
+    Action.SETTLE: Status.SETTLED,
+    Action.FAIL_SETTLEMENT: Status.SETTLEMENT_FAILED,
+}
+
+MOVEMENT: dict[Action, Movement] = {
+    Action.COMMIT: Movement.COMMIT,
+    Action.RELEASE: Movement.UNFREEZE,
+    Action.EXPIRE: Movement.UNFREEZE,
+    Action.SETTLE: Movement.FREE_USED,
+    Action.FAIL_SETTLEMENT: Movement.FREE_USED,
 }
 
 # Any (status, action) pair missing here is illegal.
@@ -56,6 +83,13 @@ TRANSITIONS: dict[tuple[Status, Action], Decision] = {
     (Status.EXPIRED, Action.RELEASE): Decision.ALREADY_DONE,
     (Status.REJECTED, Action.RELEASE): Decision.ALREADY_DONE,
     (Status.FROZEN, Action.EXPIRE): Decision.APPLY,
+    (Status.COMMITTED, Action.SETTLE): Decision.APPLY,
+    (Status.SETTLED, Action.SETTLE): Decision.ALREADY_DONE,
+    (Status.COMMITTED, Action.FAIL_SETTLEMENT): Decision.APPLY,
+    (Status.SETTLEMENT_FAILED, Action.FAIL_SETTLEMENT): Decision.ALREADY_DONE,
+    # A Commit retried after the trade settled was committed all the same.
+    (Status.SETTLED, Action.COMMIT): Decision.ALREADY_DONE,
+    (Status.SETTLEMENT_FAILED, Action.COMMIT): Decision.ALREADY_DONE,
 }
 
 
@@ -65,6 +99,7 @@ class Reservation:
     rfq_id: str
     status: Status
     legs: tuple[Leg, ...]
+    holds: tuple[Hold, ...]
     request_hash: str
     reason: str
     deadline: datetime

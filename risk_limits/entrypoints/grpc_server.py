@@ -19,7 +19,7 @@ from otc.money import fmt
 from risk_limits.domain import commands
 from risk_limits.domain.credit import CreditLine
 from risk_limits.domain.errors import ReservationIdReused
-from risk_limits.service_layer import credit_lines, freezing, settling
+from risk_limits.service_layer import credit_lines, freezing, settling, trade_outcomes
 from risk_limits.service_layer.dependencies import Dependencies
 
 log = get_logger(__name__)
@@ -81,14 +81,30 @@ class RiskLimitsServicer(pb_grpc.RiskLimitsServicer):
     async def GetExposure(
         self, request: pb.GetExposureRequest, context: grpc.aio.ServicerContext
     ) -> pb.Exposure:
-        query = commands.GetExposure(request.party)
+        query = commands.GetExposure(request.party, request.counterparty)
         return _exposure(await _answer(context, credit_lines.get_exposure(query, self._deps)))
 
     async def SetCreditLine(
         self, request: pb.SetCreditLineRequest, context: grpc.aio.ServicerContext
     ) -> pb.Exposure:
-        cmd = commands.SetCreditLine(request.party, request.currency, request.limit)
+        cmd = commands.SetCreditLine(
+            request.party, request.currency, request.limit, request.counterparty
+        )
         return _exposure(await _answer(context, credit_lines.set_credit_line(cmd, self._deps)))
+
+    async def SetReferenceRate(
+        self, request: pb.SetReferenceRateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReferenceRate:
+        cmd = commands.SetReferenceRate(request.currency, request.rate_in_usd)
+        rate = await _answer(context, credit_lines.set_reference_rate(cmd, self._deps))
+        return pb.ReferenceRate(currency=rate.currency, rate_in_usd=fmt(rate.rate_in_usd))
+
+    async def SettleReservation(
+        self, request: pb.SettleReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReservationResponse:
+        cmd = commands.SettleReservation(request.reservation_id, request.failed, request.reason)
+        status = await _answer(context, trade_outcomes.settle_reservation(cmd, self._deps))
+        return pb.ReservationResponse(reservation_id=request.reservation_id, status=status.value)
 
 
 async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
@@ -113,7 +129,8 @@ async def _abort(
 
 def _exposure(line: CreditLine) -> pb.Exposure:
     return pb.Exposure(
-        party=line.party,
+        party=line.key.party,
+        counterparty=line.key.counterparty,
         currency=line.currency,
         limit=fmt(line.limit),
         used=fmt(line.used),

@@ -1,10 +1,16 @@
-"""Freeze: all legs or nothing, in one transaction, idempotent on the reservation id.
+"""Freeze: every line of every leg or nothing, in one transaction, idempotent on the
+reservation id.
 
-The reservation row is inserted first (ON CONFLICT DO NOTHING): whoever inserts it
-owns the freeze, and a known id is answered from the stored row instead. Then each
-party's credit is frozen by a conditional UPDATE, in party order. A refusal rolls
-everything back and records the reservation as REJECTED in a second transaction,
-so that a retry of the same request gets the same refusal.
+The holds are worked out first (each line's currency, the reference rates when a
+conversion is needed). Then the reservation row is inserted (ON CONFLICT DO
+NOTHING): whoever inserts it owns the freeze, and a known id is answered from the
+stored row instead. Then each line is frozen by a conditional UPDATE, in line order.
+
+A refusal for want of credit rolls everything back and records the reservation as
+REJECTED in a second transaction, so that a retry of the same request gets the same
+refusal even once credit has come back. A refusal of the request itself (malformed,
+unknown party, missing rate) records nothing: it does not depend on other
+reservations, and the id stays free for a corrected request.
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from otc.errors import Conflict, ValidationFailed
+from otc.errors import Conflict, OtcError
 from otc.logging import correlation, get_logger
 from risk_limits.domain import commands
 from risk_limits.domain.credit import (
-    PartyAmount,
-    amounts_by_party,
+    currencies_to_convert,
+    holds_for,
+    lines_of,
     parse_legs,
     refusal,
     request_hash,
     require_id,
+    require_uuid,
 )
 from risk_limits.domain.errors import CreditRefused
 from risk_limits.domain.reservation import Reservation, Status, deadline_for, replay_freeze
@@ -35,11 +43,10 @@ log = get_logger(__name__)
 async def freeze(cmd: commands.Freeze, deps: Dependencies) -> Status:
     now = deps.clock.now()
     try:
-        reservation_id = require_id(cmd.reservation_id, "reservation_id")
+        reservation_id = require_uuid(cmd.reservation_id, "reservation_id")
         rfq_id = require_id(cmd.rfq_id, "rfq_id")
         legs = parse_legs(cmd.legs)
-        asked = amounts_by_party(legs)
-    except ValidationFailed:
+    except OtcError:
         FREEZES.labels("invalid").inc()
         raise
     reservation = Reservation(
@@ -47,15 +54,19 @@ async def freeze(cmd: commands.Freeze, deps: Dependencies) -> Status:
         rfq_id=rfq_id,
         status=Status.FROZEN,
         legs=legs,
+        holds=(),
         request_hash=request_hash(rfq_id, legs),
         reason="",
         deadline=deadline_for(cmd.deadline, now, deps.reservation_ttl),
     )
     with correlation(rfq_id, rfq_id=rfq_id, reservation_id=reservation_id):
         try:
-            outcome = await _freeze_new(reservation, asked, deps, now)
-        except ValidationFailed:
+            outcome = await _freeze_new(reservation, deps, now)
+        except CreditRefused as refused:
+            outcome = refused
+        except OtcError as exc:
             FREEZES.labels("invalid").inc()
+            log.info("freeze refused", reason=exc.message)
             raise
         if outcome is None:
             FREEZES.labels("frozen").inc()
@@ -71,21 +82,25 @@ async def freeze(cmd: commands.Freeze, deps: Dependencies) -> Status:
 
 
 async def _freeze_new(
-    reservation: Reservation, asked: tuple[PartyAmount, ...], deps: Dependencies, now: datetime
+    reservation: Reservation, deps: Dependencies, now: datetime
 ) -> Reservation | CreditRefused | None:
     """None when frozen now; the stored reservation when the id was already known;
     the refusal when a credit line said no (and nothing was kept)."""
     async with deps.uow() as uow:
-        if not await uow.reservations.add(reservation, now):
+        currencies = await uow.credit_lines.currencies(lines_of(reservation.legs))
+        needed = currencies_to_convert(reservation.legs, currencies)
+        rates = await uow.rates.get_many(needed) if needed else {}
+        holds = holds_for(reservation.legs, currencies, rates)
+        if not await uow.reservations.add(replace(reservation, holds=holds), now):
             stored = await uow.reservations.get(reservation.reservation_id)
             assert stored is not None, "reservations are never deleted"
             return stored
-        for amount in asked:
-            if not await uow.credit_lines.try_freeze(amount, now):
-                why = refusal(amount, await uow.credit_lines.get(amount.party))
-                if isinstance(why, ValidationFailed):
-                    raise why
-                return why
+        for hold in holds:
+            if not await uow.credit_lines.try_freeze(hold, now):
+                why = refusal(hold, await uow.credit_lines.get(hold.line))
+                if isinstance(why, CreditRefused):
+                    return why
+                raise why
         await uow.commit()
         return None
 

@@ -1,8 +1,9 @@
 """The second phase: Commit, Release and the sweeper's expiry of overdue reservations.
 
 Each locks the reservation row before touching credit lines (and touches lines in
-party order), so it waits for a concurrent Freeze, Commit or Release of the same id
-and then sees its outcome: a reservation leaves FROZEN exactly once.
+line order), so it waits for a concurrent Freeze, Commit or Release of the same id
+and then sees its outcome: a reservation leaves FROZEN exactly once. The credit
+moved is what the reservation recorded at its Freeze, never a new conversion.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from otc.errors import ValidationFailed
+from otc.errors import Conflict, ValidationFailed
 from otc.logging import get_logger
 from risk_limits.domain import commands
-from risk_limits.domain.credit import amounts_by_party, require_id
-from risk_limits.domain.errors import IllegalTransition, ReservationNotFound
+from risk_limits.domain.credit import require_uuid, sum_holds
+from risk_limits.domain.errors import ReservationNotFound
 from risk_limits.domain.reservation import (
+    MOVEMENT,
     TARGET,
     TOMBSTONE_HASH,
     Action,
@@ -37,24 +39,25 @@ EXPIRY_REASON = "deadline passed"
 
 
 async def commit(cmd: commands.Commit, deps: Dependencies) -> Status:
-    reservation_id = _valid_id(cmd.reservation_id, COMMITS)
+    reservation_id = valid_id(cmd.reservation_id, COMMITS)
     now = deps.clock.now()
     async with deps.uow() as uow:
         stored = await uow.reservations.get(reservation_id, for_update=True)
         if stored is None:
             COMMITS.labels("not_found").inc()
             raise ReservationNotFound(f"reservation {reservation_id} not found")
-        return await _settle(uow, stored, Action.COMMIT, "", now, COMMITS)
+        return await apply(uow, stored, Action.COMMIT, "", now, COMMITS)
 
 
 async def release(cmd: commands.Release, deps: Dependencies) -> Status:
-    reservation_id = _valid_id(cmd.reservation_id, RELEASES)
+    reservation_id = valid_id(cmd.reservation_id, RELEASES)
     now = deps.clock.now()
     tombstone = Reservation(
         reservation_id=reservation_id,
         rfq_id="",
         status=Status.RELEASED,
         legs=(),
+        holds=(),
         request_hash=TOMBSTONE_HASH,
         reason=cmd.reason,
         deadline=now,
@@ -67,7 +70,7 @@ async def release(cmd: commands.Release, deps: Dependencies) -> Status:
             return Status.RELEASED
         stored = await uow.reservations.get(reservation_id, for_update=True)
         assert stored is not None, "reservations are never deleted"
-        return await _settle(uow, stored, Action.RELEASE, cmd.reason, now, RELEASES)
+        return await apply(uow, stored, Action.RELEASE, cmd.reason, now, RELEASES)
 
 
 async def expire_overdue(deps: Dependencies) -> int:
@@ -80,10 +83,10 @@ async def expire_overdue(deps: Dependencies) -> int:
             return 0
         for reservation in overdue:
             decide(reservation.reservation_id, reservation.status, Action.EXPIRE)
-        # One pass over all the batch's lines in party order, not one per reservation:
+        # One pass over all the batch's lines in line order, not one per reservation:
         # two sweepers holding different reservations must still lock lines in order.
-        for amount in amounts_by_party(leg for r in overdue for leg in r.legs):
-            await uow.credit_lines.unfreeze(amount, into_used=False, now=now)
+        for hold in sum_holds(hold for r in overdue for hold in r.holds):
+            await uow.credit_lines.move(hold, MOVEMENT[Action.EXPIRE], now)
         await uow.reservations.set_status(
             [r.reservation_id for r in overdue], TARGET[Action.EXPIRE], EXPIRY_REASON, now
         )
@@ -99,7 +102,7 @@ async def expire_overdue(deps: Dependencies) -> int:
     return len(overdue)
 
 
-async def _settle(
+async def apply(
     uow: UnitOfWork,
     stored: Reservation,
     action: Action,
@@ -107,29 +110,32 @@ async def _settle(
     now: datetime,
     counter: Counter,
 ) -> Status:
+    """Applies `action` to the locked reservation `stored` and commits; answers the
+    current status when the action was already applied."""
     bound = log.bind(rfq_id=stored.rfq_id, reservation_id=stored.reservation_id)
+    target = TARGET[action]
     try:
-        decision = decide(stored.reservation_id, stored.status, action)
-    except IllegalTransition as exc:
+        if decide(stored.reservation_id, stored.status, action) is Decision.ALREADY_DONE:
+            # Committed all the same: the caller may have written more (an inbox row).
+            await uow.commit()
+            counter.labels("replayed").inc()
+            return stored.status
+        for hold in sum_holds(stored.holds):
+            await uow.credit_lines.move(hold, MOVEMENT[action], now)
+        await uow.reservations.set_status([stored.reservation_id], target, reason, now)
+    except Conflict as exc:
         counter.labels("refused").inc()
         bound.info("reservation transition refused", reason=exc.message)
         raise
-    if decision is Decision.ALREADY_DONE:
-        counter.labels("replayed").inc()
-        return stored.status
-    target = TARGET[action]
-    for amount in amounts_by_party(stored.legs):
-        await uow.credit_lines.unfreeze(amount, into_used=target is Status.COMMITTED, now=now)
-    await uow.reservations.set_status([stored.reservation_id], target, reason, now)
     await uow.commit()
     counter.labels(target.value.lower()).inc()
-    bound.info("reservation settled", status=target.value)
+    bound.info("reservation moved", status=target.value)
     return target
 
 
-def _valid_id(reservation_id: str, counter: Counter) -> str:
+def valid_id(reservation_id: str, counter: Counter) -> str:
     try:
-        return require_id(reservation_id, "reservation_id")
+        return require_uuid(reservation_id, "reservation_id")
     except ValidationFailed:
         counter.labels("invalid").inc()
         raise

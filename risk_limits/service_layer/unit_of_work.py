@@ -1,7 +1,7 @@
 """One database transaction of the credit service, with its repositories.
 
 It rolls back unless `commit()` is called, so a handler that raises halfway through
-(a refused leg after others were frozen) leaves nothing behind.
+(a refused line after others were frozen) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from risk_limits.adapters.repository import CreditLineRepository, ReservationRepository
+from risk_limits.adapters.line_repository import CreditLineRepository, ReferenceRateRepository
+from risk_limits.adapters.reservation_repository import InboxRepository, ReservationRepository
 
 
 class UnitOfWork:
     credit_lines: CreditLineRepository
+    rates: ReferenceRateRepository
     reservations: ReservationRepository
+    inbox: InboxRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -27,7 +30,9 @@ class UnitOfWork:
         self._conn = await self._engine.connect()
         self._tx = await self._conn.begin()
         self.credit_lines = CreditLineRepository(self._conn)
+        self.rates = ReferenceRateRepository(self._conn)
         self.reservations = ReservationRepository(self._conn)
+        self.inbox = InboxRepository(self._conn)
         return self
 
     async def __aexit__(

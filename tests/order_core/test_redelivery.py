@@ -4,6 +4,7 @@ same credit, same ledger."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -45,6 +46,22 @@ async def _lifecycles(platform: Platform, count: int) -> list[str]:
                 assert status == 200, body
             rfq_ids.append(rfq_id)
     return rfq_ids
+
+
+async def _settled_in_risk(core: Context, rfq_ids: list[str]) -> None:
+    """risk_limits frees a trade's exposure when it hears of the settlement; wait for
+    that, so the snapshot does not race it."""
+    for _ in range(200):
+        committed = await rows(
+            core,
+            "SELECT reservation_id FROM risk.reservations "
+            "WHERE rfq_id = ANY(:ids) AND status = 'COMMITTED'",
+            ids=rfq_ids,
+        )
+        if not committed:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("risk_limits never heard of the settlements")
 
 
 async def _snapshot(core: Context, rfq_ids: list[str]) -> dict[str, Any]:
@@ -102,6 +119,7 @@ async def test_redelivering_every_message_twice_out_of_order_changes_nothing(
         "otc.v1.LastLookResponse",
         "otc.v1.TradeSettled",
     }
+    await _settled_in_risk(core, rfq_ids)
     before = await _snapshot(core, rfq_ids)
 
     again = consumed * 2

@@ -11,26 +11,34 @@ from otc.errors import ValidationFailed
 from risk_limits.domain.commands import LegRequest
 from risk_limits.domain.credit import (
     CreditLine,
+    Hold,
     Leg,
-    PartyAmount,
-    amounts_by_party,
+    LineKey,
+    currencies_to_convert,
+    holds_for,
+    lines_of,
     parse_amount,
     parse_leg,
     parse_legs,
     refusal,
     request_hash,
     require_id,
+    require_uuid,
+    sum_holds,
 )
 from risk_limits.domain.errors import (
     CreditRefused,
     IllegalTransition,
     ReleasedBeforeFrozen,
     ReservationIdReused,
+    UnknownParty,
 )
 from risk_limits.domain.reservation import (
+    MOVEMENT,
     TOMBSTONE_HASH,
     Action,
     Decision,
+    Movement,
     Reservation,
     Status,
     deadline_for,
@@ -46,17 +54,30 @@ def leg(party: str, counterparty: str, amount: str, currency: str = "USD") -> Le
 
 
 def reservation(status: Status, digest: str = "h") -> Reservation:
-    return Reservation("res-1", "rfq-1", status, (), digest, "why", NOW)
+    return Reservation("res-1", "rfq-1", status, (), (), digest, "why", NOW)
+
+
+def line(key: LineKey, currency: str, limit: str, used: str = "0", frozen: str = "0") -> CreditLine:
+    return CreditLine(key, currency, Decimal(limit), Decimal(used), Decimal(frozen))
 
 
 def test_available_is_limit_minus_used_minus_frozen() -> None:
-    line = CreditLine("A", "USD", Decimal("100.50"), Decimal("20.25"), Decimal("0.25"))
-    assert line.available == Decimal("80.00")
+    assert line(LineKey("A"), "USD", "100.50", "20.25", "0.25").available == Decimal("80.00")
 
 
 def test_available_can_be_negative_after_a_limit_cut() -> None:
-    line = CreditLine("A", "USD", Decimal("10"), Decimal("30"), Decimal("0"))
-    assert line.available == Decimal("-20")
+    assert line(LineKey("A", "B"), "USD", "10", "30").available == Decimal("-20")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "res-1", "1b4e28ba2fa111d2883f0016d3cca427", "1B4E28BA-2FA1-11D2-883F-0016D3CCA427"],
+)
+def test_reservation_ids_are_canonical_uuids(text: str) -> None:
+    with pytest.raises(ValidationFailed, match="must be a UUID"):
+        require_uuid(text, "reservation_id")
+    canonical = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    assert require_uuid(canonical, "reservation_id") == canonical
 
 
 @pytest.mark.parametrize(
@@ -82,8 +103,8 @@ def test_a_limit_may_be_zero_but_not_negative() -> None:
         parse_amount("-0.01", "limit", positive=False)
 
 
-@pytest.mark.parametrize("currency", ["usd", "US", "USDT", "", "U$D"])
-def test_currency_must_be_a_three_letter_code(currency: str) -> None:
+@pytest.mark.parametrize("currency", ["usd", "US", "USDT", "", "U$D", "XYZ"])
+def test_currency_must_be_a_supported_three_letter_code(currency: str) -> None:
     with pytest.raises(ValidationFailed, match="currency"):
         parse_leg("A", "B", "1", currency)
 
@@ -106,43 +127,90 @@ def test_a_freeze_needs_legs() -> None:
     assert parse_legs([LegRequest("A", "B", "5", "USD")]) == (leg("A", "B", "5"),)
 
 
-def test_amounts_are_summed_per_party_in_party_order() -> None:
-    legs = [leg("Z", "A", "1.5"), leg("A", "Z", "2"), leg("Z", "B", "0.5")]
-    assert amounts_by_party(legs) == (
-        PartyAmount("A", "USD", Decimal("2")),
-        PartyAmount("Z", "USD", Decimal("2.0")),
+USD_LINES = {
+    LineKey("A"): "USD",
+    LineKey("A", "B"): "USD",
+    LineKey("B"): "USD",
+    LineKey("B", "A"): "USD",
+    LineKey("A", "C"): "USD",
+}
+
+
+def test_a_leg_holds_on_the_gross_and_the_bilateral_line_of_its_party() -> None:
+    legs = [leg("B", "A", "5"), leg("A", "B", "5")]
+    assert lines_of(legs) == (LineKey("A"), LineKey("A", "B"), LineKey("B"), LineKey("B", "A"))
+    assert holds_for(legs, USD_LINES, {}) == tuple(
+        Hold(key, Decimal("5"), "USD") for key in lines_of(legs)
+    )
+
+
+def test_holds_are_summed_per_line_in_lock_order() -> None:
+    legs = [leg("A", "C", "1.5"), leg("A", "B", "2"), leg("A", "C", "0.5")]
+    assert holds_for(legs, USD_LINES, {}) == (
+        Hold(LineKey("A"), Decimal("4.0"), "USD"),
+        Hold(LineKey("A", "B"), Decimal("2"), "USD"),
+        Hold(LineKey("A", "C"), Decimal("2.0"), "USD"),
     )
 
 
 def test_sums_of_large_amounts_are_not_rounded() -> None:
-    big = "99999999999999999999.999999999999999999"
-    total = amounts_by_party([leg("A", "B", big), leg("A", "C", big)])[0].amount
+    big = "99999999999999999999.99"
+    [gross, *_] = sum_holds(
+        [Hold(LineKey("A"), Decimal(big), "USD"), Hold(LineKey("A"), Decimal(big), "USD")]
+    )
     # The default decimal context (28 digits) would round this sum.
-    assert str(total) == "199999999999999999999.999999999999999998"
+    assert str(gross.amount) == "199999999999999999999.98"
 
 
-def test_one_party_cannot_mix_currencies() -> None:
-    with pytest.raises(ValidationFailed, match="mix currencies"):
-        amounts_by_party([leg("A", "B", "1", "USD"), leg("A", "C", "1", "EUR")])
+def test_each_line_holds_the_leg_converted_into_its_own_currency() -> None:
+    currencies = {LineKey("A"): "EUR", LineKey("A", "B"): "USD"}
+    rates = {"USD": Decimal("1"), "EUR": Decimal("1.08")}
+    assert currencies_to_convert([leg("A", "B", "108")], currencies) == {"USD", "EUR"}
+    assert holds_for([leg("A", "B", "108")], currencies, rates) == (
+        Hold(LineKey("A"), Decimal("100.00"), "EUR"),
+        Hold(LineKey("A", "B"), Decimal("108"), "USD"),
+    )
 
 
-def test_refusal_names_party_amount_asked_and_available() -> None:
-    asked = PartyAmount("ACME", "USD", Decimal("1500000"))
-    line = CreditLine("ACME", "USD", Decimal("2000000"), Decimal("600000"), Decimal("0"))
-    why = refusal(asked, line)
+def test_a_notional_finer_than_the_line_currency_is_rounded_up() -> None:
+    # 0.1 BTC at 65000.01 USD: a tenth of a cent more than cents can say.
+    [gross, _] = holds_for([leg("A", "B", "6500.001")], USD_LINES, {})
+    assert gross.amount == Decimal("6500.01")
+
+
+def test_an_unknown_party_is_named() -> None:
+    with pytest.raises(UnknownParty, match="unknown party B: it has no credit line"):
+        holds_for([leg("A", "B", "1"), leg("B", "A", "1")], {LineKey("A"): "USD"}, {})
+
+
+def test_a_pair_without_a_bilateral_line_has_no_credit() -> None:
+    lines = {LineKey("A"): "USD", LineKey("B"): "USD", LineKey("A", "B"): "USD"}
+    with pytest.raises(CreditRefused, match="no credit line for B with A"):
+        holds_for([leg("A", "B", "1"), leg("B", "A", "1")], lines, {})
+
+
+def test_holds_of_one_line_in_two_currencies_are_a_bug() -> None:
+    with pytest.raises(ValueError, match="holds on A in USD and EUR"):
+        sum_holds([Hold(LineKey("A"), Decimal(1), "USD"), Hold(LineKey("A"), Decimal(1), "EUR")])
+
+
+def test_refusal_names_line_amount_asked_and_available() -> None:
+    asked = Hold(LineKey("ACME", "MM-1"), Decimal("1500000"), "USD")
+    why = refusal(asked, line(LineKey("ACME", "MM-1"), "USD", "2000000", "600000"))
     assert isinstance(why, CreditRefused)
-    assert why.message == ("insufficient credit for ACME: asked 1500000 USD, available 1400000 USD")
+    assert why.message == (
+        "insufficient credit for ACME with MM-1: asked 1500000 USD, available 1400000 USD"
+    )
 
 
-def test_refusal_without_a_line_or_in_the_wrong_currency() -> None:
-    asked = PartyAmount("ACME", "USD", Decimal("1"))
+def test_refusal_without_a_line_or_after_a_currency_change() -> None:
+    asked = Hold(LineKey("ACME"), Decimal("1"), "USD")
     missing = refusal(asked, None)
     assert isinstance(missing, CreditRefused)
     assert missing.message == "no credit line for ACME"
-    wrong = refusal(asked, CreditLine("ACME", "EUR", Decimal("9"), Decimal("0"), Decimal("0")))
-    assert isinstance(wrong, ValidationFailed)
-    assert not isinstance(wrong, CreditRefused)
-    assert "EUR" in wrong.message
+    changed = refusal(asked, line(LineKey("ACME"), "EUR", "9"))
+    assert not isinstance(changed, CreditRefused)
+    assert "changed currency" in changed.message
 
 
 def test_request_hash_ignores_leg_order_and_amount_spelling() -> None:
@@ -176,6 +244,12 @@ LEGAL = {
     (Status.EXPIRED, Action.RELEASE): Decision.ALREADY_DONE,
     (Status.REJECTED, Action.RELEASE): Decision.ALREADY_DONE,
     (Status.FROZEN, Action.EXPIRE): Decision.APPLY,
+    (Status.COMMITTED, Action.SETTLE): Decision.APPLY,
+    (Status.SETTLED, Action.SETTLE): Decision.ALREADY_DONE,
+    (Status.COMMITTED, Action.FAIL_SETTLEMENT): Decision.APPLY,
+    (Status.SETTLEMENT_FAILED, Action.FAIL_SETTLEMENT): Decision.ALREADY_DONE,
+    (Status.SETTLED, Action.COMMIT): Decision.ALREADY_DONE,
+    (Status.SETTLEMENT_FAILED, Action.COMMIT): Decision.ALREADY_DONE,
 }
 
 
@@ -187,6 +261,12 @@ def test_every_status_and_action_pair(status: Status, action: Action) -> None:
         with pytest.raises(IllegalTransition) as refused:
             decide("res-1", status, action)
         assert refused.value.message == f"reservation res-1 is {status}; cannot {action}"
+
+
+def test_every_applied_action_moves_credit_once() -> None:
+    applying = {action for (_, action), d in LEGAL.items() if d is Decision.APPLY}
+    assert applying == set(Action) == set(MOVEMENT)
+    assert {MOVEMENT[a] for a in (Action.SETTLE, Action.FAIL_SETTLEMENT)} == {Movement.FREE_USED}
 
 
 def test_commit_after_release_names_the_state() -> None:

@@ -13,41 +13,31 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.clock import ManualClock
 from otc.db import make_engine
 from otc.errors import Conflict
 from otc.infra.platform import Endpoints
-from otc.migrate import upgrade
 from risk_limits.domain import commands
 from risk_limits.domain.errors import IllegalTransition
 from risk_limits.domain.reservation import Status
-from risk_limits.seed import DEMO_LIMIT, seed_demo_credit
+from risk_limits.seed import DEMO_BILATERAL_LIMIT, DEMO_LIMIT, seed_demo_credit
 from risk_limits.service_layer.credit_lines import get_exposure, set_credit_line
 from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.freezing import freeze
 from risk_limits.service_layer.settling import SWEEP_BATCH, commit, expire_overdue
+from tests.risk_limits.conftest import private_database, rid
 
 TTL = timedelta(seconds=30)
 
 
 @pytest.fixture(scope="module")
 async def private_engine(endpoints: Endpoints, engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    database = f"risk_expiry_{uuid.uuid4().hex[:12]}"
-    admin = await engine.execution_options(isolation_level="AUTOCOMMIT").connect()
-    try:
-        await admin.execute(text(f'CREATE DATABASE "{database}"'))
-        url = make_url(endpoints.database_url).set(database=database)
-        await upgrade(url.render_as_string(hide_password=False))
-        private = make_engine(url.render_as_string(hide_password=False), pool_size=5)
+    async with private_database(endpoints, engine) as url:
+        private = make_engine(url, pool_size=5)
         yield private
         await private.dispose()
-        await admin.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -67,18 +57,18 @@ async def sweep_all(deps: Dependencies) -> int:
     return total
 
 
-def freeze_cmd(reservation_id: str, a: str, b: str, amount: str) -> commands.Freeze:
+def freeze_cmd(seed: str, a: str, b: str, amount: str) -> commands.Freeze:
     legs = (
         commands.LegRequest(a, b, amount, "USD"),
         commands.LegRequest(b, a, amount, "USD"),
     )
-    return commands.Freeze(reservation_id, "rfq-" + reservation_id, legs, None)
+    return commands.Freeze(rid(seed), "rfq-" + seed, legs, None)
 
 
 async def parties(deps: Dependencies, limit: str = "1000") -> tuple[str, str]:
     a, b = f"A-{uuid.uuid4().hex[:8]}", f"B-{uuid.uuid4().hex[:8]}"
-    for party in (a, b):
-        await set_credit_line(commands.SetCreditLine(party, "USD", limit), deps)
+    for party, counterparty in ((a, ""), (b, ""), (a, b), (b, a)):
+        await set_credit_line(commands.SetCreditLine(party, "USD", limit, counterparty), deps)
     return a, b
 
 
@@ -101,7 +91,7 @@ async def test_a_reservation_without_deadline_expires_after_the_ttl(
     assert await expire_overdue(deps) == 1
     assert await frozen(deps, a) == await frozen(deps, b) == 0
     with pytest.raises(IllegalTransition, match="is EXPIRED; cannot commit"):
-        await commit(commands.Commit("r1-" + a), deps)
+        await commit(commands.Commit(rid("r1-" + a)), deps)
 
 
 async def test_overdue_reservations_beyond_one_batch_are_all_expired(
@@ -128,9 +118,9 @@ async def test_sweepers_racing_commits_move_each_reservation_once(
         await freeze(freeze_cmd(reservation_id, a, b, "10"), deps)
     clock.advance(TTL)
 
-    async def try_commit(reservation_id: str) -> bool:
+    async def try_commit(seed: str) -> bool:
         try:
-            await commit(commands.Commit(reservation_id), deps)
+            await commit(commands.Commit(rid(seed)), deps)
         except Conflict:
             return False
         return True
@@ -152,3 +142,5 @@ async def test_seeding_demo_credit_is_idempotent(
     await seed_demo_credit(private_engine, demo)
     line = await get_exposure(commands.GetExposure(demo[0]), deps)
     assert (line.currency, line.limit, line.frozen) == ("USD", DEMO_LIMIT, 5)
+    line = await get_exposure(commands.GetExposure(demo[1], demo[0]), deps)
+    assert (line.currency, line.limit, line.frozen) == ("USD", DEMO_BILATERAL_LIMIT, 5)
