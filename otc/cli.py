@@ -142,14 +142,23 @@ async def _up(settings: Settings) -> int:
     from otc.infra.platform import Platform
     from otc.infra.processes import port_in_use
 
-    if port_in_use(settings.http_port):
-        console.print(
-            f"[red]port {settings.http_port} is in use[/red]: is the platform already running? "
-            "Set OTC_HTTP_PORT to use another port."
-        )
-        return 1
+    for port, variable in (
+        (settings.http_port, "OTC_HTTP_PORT"),
+        (settings.risk_grpc_port, "OTC_RISK_GRPC_PORT"),
+    ):
+        if port_in_use(port):
+            console.print(
+                f"[red]port {port} is in use[/red]: is the platform already running? "
+                f"Set {variable} to use another port."
+            )
+            return 1
     state_dir = settings.state_dir.resolve()
-    platform = Platform(settings, state_dir=state_dir, log_dir=state_dir / "logs")
+    platform = Platform(
+        settings,
+        state_dir=state_dir,
+        log_dir=state_dir / "logs",
+        risk_port=settings.risk_grpc_port,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -192,7 +201,7 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
   PostgreSQL      {endpoints.database_url}
   Redis           {endpoints.redis_url}
   Kafka           {endpoints.kafka_bootstrap}
-  risk gRPC       127.0.0.1:{platform.risk_port}   (otc risk exposure TRADER-A --target ...)
+  risk gRPC       127.0.0.1:{platform.risk_port}   (try: .venv/bin/otc risk exposure TRADER-A)
   services        {", ".join(platform.children)}
   logs            {platform.state_dir / "logs"}
 

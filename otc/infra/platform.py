@@ -57,6 +57,7 @@ class Platform:
         log_dir: Path | None = None,
         makers: tuple[tuple[str, str], ...] = DEMO_MAKERS,
         env: dict[str, str] | None = None,
+        risk_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir.resolve()
@@ -64,7 +65,7 @@ class Platform:
         self.log_dir = log_dir
         self.makers = makers
         self.extra_env = env or {}
-        self.risk_port = free_port()
+        self.risk_port = risk_port or free_port()
         self._servers: list[EmbeddedPostgres | EmbeddedValkey | EmbeddedKafka] = []
         self.children: dict[str, Child] = {}
         self.specs: dict[str, ServiceSpec] = {}
