@@ -92,6 +92,12 @@ async def _snapshot(core: Context, rfq_ids: list[str]) -> dict[str, Any]:
         "credit": await rows(
             core, "SELECT party, used, frozen FROM risk.credit_lines ORDER BY party"
         ),
+        "audit": await rows(
+            core,
+            "SELECT seq, event_id, hash FROM order_core.audit_events "
+            "WHERE rfq_id = ANY(:ids) ORDER BY seq",
+            **ids,
+        ),
         "ledger": await rows(
             core,
             "SELECT trade_id, party, asset, amount FROM settlement.ledger_entries "

@@ -1,0 +1,56 @@
+"""The deadline sweeper, from the rows alone: RFQ windows close, unanswered last
+looks time out with their credit released, and two sweepers racing over the same
+rows expire each order once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+
+from order_core.service_layer.context import Context
+from order_core.service_layer.deadlines import expire_rfqs, time_out_last_looks
+from otc.bus.envelope import decode
+from otc.contracts import events_pb2 as ev
+from tests.order_core.scenario import accept, deliver, open_rfq, order_state, quote, rows
+
+
+async def _expired_events(core: Context, rfq_id: str) -> int:
+    found = 0
+    for row in await rows(core, "SELECT payload FROM order_core.outbox WHERE key = :k", k=rfq_id):
+        payload = decode(bytes(row["payload"])).payload
+        if isinstance(payload, ev.OrderStateChanged) and payload.state == "EXPIRED":
+            found += 1
+    return found
+
+
+async def test_two_sweepers_racing_expire_each_order_exactly_once(core: Context) -> None:
+    rfq_ids = [await open_rfq(core, window=timedelta(milliseconds=300)) for _ in range(12)]
+    await quote(core, rfq_ids[0], "MM-1")  # a quoted RFQ expires too
+    await asyncio.sleep(0.5)
+
+    await asyncio.gather(expire_rfqs(core), expire_rfqs(core), expire_rfqs(core))
+
+    for rfq_id in rfq_ids:
+        assert await order_state(core, rfq_id) == "EXPIRED"
+        assert await _expired_events(core, rfq_id) == 1
+
+
+async def test_an_unanswered_last_look_times_out_and_releases_credit(core: Context) -> None:
+    hasty = dataclasses.replace(core, last_look_window=timedelta(0))
+    rfq_id = await open_rfq(core)
+    quote_id = await quote(core, rfq_id, "MM-3")
+    await deliver(hasty, accept(rfq_id, quote_id))  # its last-look deadline is already past
+    [pending] = await rows(
+        core, "SELECT reservation_id FROM order_core.orders WHERE rfq_id = :r", r=rfq_id
+    )
+
+    await time_out_last_looks(core)
+
+    assert await order_state(core, rfq_id) == "QUOTED"  # the RFQ window is still open
+    [reservation] = await rows(
+        core,
+        "SELECT status FROM risk.reservations WHERE reservation_id = :r",
+        r=pending["reservation_id"],
+    )
+    assert reservation["status"] == "RELEASED"
