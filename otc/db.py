@@ -18,7 +18,9 @@ def asyncpg_dsn(url: str) -> str:
 
 # Nothing may wait for ever: a connection that cannot be had or a statement that
 # does not finish raises (a transient error the callers retry) instead of hanging.
-POOL_TIMEOUT_S = 10
+# The pool wait is the longest: a burst of hundreds of requests on two cores
+# legitimately queues for seconds.
+POOL_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_S = 15
 

@@ -73,6 +73,7 @@ def is_transient(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     transient_names = {
         "OperationalError",
+        "TimeoutError",  # SQLAlchemy's pool checkout timeout is not the builtin one
         "InterfaceError",
         "ConnectionDoesNotExistError",
         "CannotConnectNowError",
