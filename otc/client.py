@@ -92,7 +92,6 @@ class TraderClient:
         status, payload = await self._call("POST", "/v1/rfqs", body)
         if status not in (200, 201):
             raise ApiError(status, payload)
-        self.tracks[payload["rfq_id"]]
         return dict(payload)
 
     async def get_rfq(self, rfq_id: str) -> dict[str, Any]:
