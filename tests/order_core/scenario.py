@@ -108,6 +108,8 @@ async def live_reservations(ctx: Context, rfq_id: str) -> list[Any]:
     return await rows(
         ctx,
         "SELECT reservation_id, status FROM risk.reservations "
-        "WHERE rfq_id = :r AND status IN ('FROZEN', 'COMMITTED')",
+        # a winner's reservation may already be settled: the running platform's
+        # makers answer the last look and the trade goes all the way
+        "WHERE rfq_id = :r AND status IN ('FROZEN', 'COMMITTED', 'SETTLED')",
         r=rfq_id,
     )
