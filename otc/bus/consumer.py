@@ -121,8 +121,7 @@ class Consumer:
                 self._backpressure()
                 await self._commit()
         finally:
-            for lane in self._lanes.values():
-                await lane.finish(FINISH_TIMEOUT_S)
+            await asyncio.gather(*(lane.finish(FINISH_TIMEOUT_S) for lane in self._lanes.values()))
             await self._commit()
 
     def _lane(self, tp: TopicPartition) -> Lane:
