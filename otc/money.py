@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 
 class InvalidDecimal(ValueError):
@@ -31,3 +31,8 @@ def parse_decimal(text: str, *, field: str = "value", positive: bool = False) ->
 def fmt(value: Decimal) -> str:
     """Plain notation (no exponent), trailing zeros kept as they are."""
     return format(value, "f")
+
+
+def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """`price` on the instrument's price grid; `rounding` is a `decimal` mode."""
+    return (price / tick).to_integral_value(rounding=rounding) * tick

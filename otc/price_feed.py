@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 from datetime import timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from otc.bus.producer import Publisher
 from otc.bus.topics import MARKET_PRICES
@@ -20,7 +20,7 @@ from otc.clock import Clock, SystemClock
 from otc.contracts import events_pb2
 from otc.instruments import INSTRUMENTS, Instrument
 from otc.logging import get_logger
-from otc.money import fmt
+from otc.money import fmt, round_to_tick
 from otc.service import Service
 from otc.settings import Settings
 
@@ -54,7 +54,7 @@ class RandomWalk:
 
     def _on_tick(self, price: Decimal) -> Decimal:
         tick = self.instrument.tick
-        return max(tick, (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick)
+        return max(tick, round_to_tick(price, tick))
 
 
 class PriceFeed:

@@ -15,6 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from otc.instruments import Instrument
+from otc.money import round_to_tick
 
 BPS = Decimal(10_000)
 
@@ -88,11 +89,11 @@ class StrategyConfig:
 
 
 def round_down(price: Decimal, tick: Decimal) -> Decimal:
-    return (price / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+    return round_to_tick(price, tick, ROUND_FLOOR)
 
 
 def round_up(price: Decimal, tick: Decimal) -> Decimal:
-    return (price / tick).to_integral_value(rounding=ROUND_CEILING) * tick
+    return round_to_tick(price, tick, ROUND_CEILING)
 
 
 def quote_problem(rfq: RfqView, quote: Quote) -> str | None:
