@@ -49,7 +49,10 @@ Global___Side: _TypeAlias = Side  # noqa: Y015
 
 @_typing.final
 class RfqRequested(_message.Message):
-    """rfq.requests (key rfq_id)"""
+    """The edge publishes an RFQ twice, in one transaction: in full on order.commands
+    for order_core, and to the makers on rfq.requests, where `requester` is empty
+    when the RFQ is anonymous (makers must never learn who asked).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -114,6 +117,7 @@ class QuoteSubmitted(_message.Message):
     OFFER_PX_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    REPLACES_QUOTE_ID_FIELD_NUMBER: _builtins.int
     rfq_id: _builtins.str
     quote_id: _builtins.str
     maker: _builtins.str
@@ -123,6 +127,8 @@ class QuoteSubmitted(_message.Message):
     offer_px: _builtins.str
     """empty when the maker does not offer"""
     quantity: _builtins.str
+    replaces_quote_id: _builtins.str
+    """the maker's earlier quote this one supersedes"""
     @_builtins.property
     def valid_until(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -136,14 +142,51 @@ class QuoteSubmitted(_message.Message):
         offer_px: _builtins.str = ...,
         quantity: _builtins.str = ...,
         valid_until: _timestamp_pb2.Timestamp | None = ...,
+        replaces_quote_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_px", b"bid_px", "instrument", b"instrument", "maker", b"maker", "offer_px", b"offer_px", "quantity", b"quantity", "quote_id", b"quote_id", "rfq_id", b"rfq_id", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_px", b"bid_px", "instrument", b"instrument", "maker", b"maker", "offer_px", b"offer_px", "quantity", b"quantity", "quote_id", b"quote_id", "replaces_quote_id", b"replaces_quote_id", "rfq_id", b"rfq_id", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QuoteSubmitted: _TypeAlias = QuoteSubmitted  # noqa: Y015
+
+@_typing.final
+class QuoteWithdrawn(_message.Message):
+    """rfq.quotes (key rfq_id): the maker took its quote back (or the platform did,
+    for market-maker protection, a kill switch or a dropped bot connection)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RFQ_ID_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    MAKER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_AT_FIELD_NUMBER: _builtins.int
+    rfq_id: _builtins.str
+    quote_id: _builtins.str
+    maker: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def withdrawn_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        rfq_id: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
+        maker: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        withdrawn_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawn_at", b"withdrawn_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["maker", b"maker", "quote_id", b"quote_id", "reason", b"reason", "rfq_id", b"rfq_id", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuoteWithdrawn: _TypeAlias = QuoteWithdrawn  # noqa: Y015
 
 @_typing.final
 class AcceptQuote(_message.Message):
@@ -308,6 +351,29 @@ class QuoteRecorded(_message.Message):
 Global___QuoteRecorded: _TypeAlias = QuoteRecorded  # noqa: Y015
 
 @_typing.final
+class QuoteWithdrawalRecorded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    WITHDRAWAL_FIELD_NUMBER: _builtins.int
+    requester: _builtins.str
+    @_builtins.property
+    def withdrawal(self) -> Global___QuoteWithdrawn: ...
+    def __init__(
+        self,
+        *,
+        requester: _builtins.str = ...,
+        withdrawal: Global___QuoteWithdrawn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawal", b"withdrawal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requester", b"requester", "withdrawal", b"withdrawal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuoteWithdrawalRecorded: _TypeAlias = QuoteWithdrawalRecorded  # noqa: Y015
+
+@_typing.final
 class LastLookRequested(_message.Message):
     """lastlook.requests / lastlook.responses (key rfq_id)"""
 
@@ -364,12 +430,15 @@ class LastLookResponse(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     CONFIRMED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
     rfq_id: _builtins.str
     quote_id: _builtins.str
     maker: _builtins.str
     reservation_id: _builtins.str
     confirmed: _builtins.bool
     reason: _builtins.str
+    price: _builtins.str
+    """a confirmation must repeat the accepted quote's price"""
     def __init__(
         self,
         *,
@@ -379,10 +448,11 @@ class LastLookResponse(_message.Message):
         reservation_id: _builtins.str = ...,
         confirmed: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        price: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed", "maker", b"maker", "quote_id", b"quote_id", "reason", b"reason", "reservation_id", b"reservation_id", "rfq_id", b"rfq_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed", "maker", b"maker", "price", b"price", "quote_id", b"quote_id", "reason", b"reason", "reservation_id", b"reservation_id", "rfq_id", b"rfq_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
