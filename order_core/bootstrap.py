@@ -25,7 +25,6 @@ from otc.settings import Settings
 log = get_logger(__name__)
 
 TOPICS = (
-    topics.RFQ_REQUESTS,
     topics.RFQ_QUOTES,
     topics.ORDER_COMMANDS,
     topics.LASTLOOK_RESPONSES,

@@ -37,7 +37,6 @@ class RfqService:
         replies, hub = ReplyRegistry(), Hub()
         edge = Edge(
             engine=self._engine,
-            publisher=self._publisher,
             replies=replies,
             clock=self._clock,
             reply_timeout_s=s.accept_reply_timeout_ms / 1000,

@@ -51,7 +51,7 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
         order = await repo.get(cmd.rfq_id)
         quote = await repo.get_quote(cmd.quote_id) if order is not None else None
     if order is None or order.requester != cmd.trader:
-        return await refuse(ctx, msg, cmd.rfq_id, *unknown_command_target(ctx, msg, cmd.rfq_id))
+        return await refuse(ctx, msg, cmd.rfq_id, *unknown_command_target(cmd.rfq_id))
     if order.state is not OrderState.QUOTED:
         reason = str(IllegalTransition(order.state, OrderEvent.ACCEPT_QUOTE))
         await _undo_earlier_attempt(ctx, order.rfq_id, cmd.quote_id, command_id)

@@ -153,9 +153,7 @@ async def refuse(ctx: Context, msg: Message, rfq_id: str, code: str, reason: str
     log.info("command refused", rfq_id=rfq_id, code=code, reason=reason)
 
 
-def unknown_command_target(ctx: Context, msg: Message, rfq_id: str) -> tuple[str, str]:
-    """The edge sends commands only for RFQs it created, so an unknown one is most
-    likely still on its way on rfq.requests: wait for it a little, then refuse."""
-    if not ctx.waited_long_enough(msg):
-        raise NotYetKnown(f"rfq {rfq_id} not yet known")
+def unknown_command_target(rfq_id: str) -> tuple[str, str]:
+    """An RFQ's creation precedes its commands on the same `order.commands`
+    partition, so a command for an RFQ not on record has nothing to wait for."""
     return ("not_found", f"no RFQ {rfq_id}")

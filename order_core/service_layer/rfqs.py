@@ -128,7 +128,7 @@ async def on_cancel(ctx: Context, msg: Message) -> None:
             repo = OrderRepository(uow.conn)
             order = await repo.get(cmd.rfq_id)
             if order is None or order.requester != cmd.trader:
-                refusal = unknown_command_target(ctx, msg, cmd.rfq_id)
+                refusal = unknown_command_target(cmd.rfq_id)
             else:
                 try:
                     order.apply(OrderEvent.CANCEL, ctx.clock.now())

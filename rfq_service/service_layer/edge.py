@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.auth import Principal, Role
 from otc.bus import topics
-from otc.bus.producer import Publisher
 from otc.clock import Clock
 from otc.contracts import events_pb2 as ev
 from otc.errors import Conflict, Forbidden, NotFound
@@ -39,6 +38,15 @@ class CommandOutcome:
     reason: str = ""
 
 
+def for_makers(requested: ev.RfqRequested) -> ev.RfqRequested:
+    """The copy makers receive: an anonymous RFQ does not name its requester."""
+    broadcast = ev.RfqRequested()
+    broadcast.CopyFrom(requested)
+    if requested.anonymous:
+        broadcast.requester = ""
+    return broadcast
+
+
 def _require_trader(principal: Principal) -> None:
     if principal.role is not Role.TRADER:
         raise Forbidden(f"role {principal.role.value} cannot do this; traders only")
@@ -49,13 +57,11 @@ class Edge:
         self,
         *,
         engine: AsyncEngine,
-        publisher: Publisher,
         replies: ReplyRegistry,
         clock: Clock,
         reply_timeout_s: float,
     ) -> None:
         self._engine = engine
-        self._publisher = publisher
         self._replies = replies
         self._clock = clock
         self._reply_timeout = reply_timeout_s
@@ -84,7 +90,10 @@ class Edge:
                 )
                 requested.created_at.FromDatetime(now)
                 requested.expires_at.FromDatetime(spec.expires_at(now))
-                uow.emit(topics.RFQ_REQUESTS, rfq_id, requested, correlation_id=rfq_id)
+                uow.emit(topics.ORDER_COMMANDS, rfq_id, requested, correlation_id=rfq_id)
+                uow.emit(
+                    topics.RFQ_REQUESTS, rfq_id, for_makers(requested), correlation_id=rfq_id
+                )
                 row = await repo.get(rfq_id)
             else:
                 row = await repo.by_client_id(principal.party, spec.client_rfq_id)
@@ -122,34 +131,36 @@ class Edge:
         self, principal: Principal, rfq_id: str, quote_id: str, side: Side | None
     ) -> CommandOutcome:
         _require_trader(principal)
-        await self._own_rfq(principal, rfq_id)
         command = ev.AcceptQuote(
             rfq_id=rfq_id,
             quote_id=quote_id,
             trader=principal.party,
             side=to_proto(side) if side else ev.SIDE_UNSPECIFIED,
         )
-        return await self._command(rfq_id, command)
+        return await self._command(principal, rfq_id, command)
 
     async def cancel(self, principal: Principal, rfq_id: str) -> CommandOutcome:
         _require_trader(principal)
-        await self._own_rfq(principal, rfq_id)
-        return await self._command(rfq_id, ev.CancelRfq(rfq_id=rfq_id, trader=principal.party))
+        command = ev.CancelRfq(rfq_id=rfq_id, trader=principal.party)
+        return await self._command(principal, rfq_id, command)
 
-    async def _command(self, rfq_id: str, command: ev.AcceptQuote | ev.CancelRfq) -> CommandOutcome:
-        command_id = new_id()
-        future = self._replies.expect(command_id)
-        try:
-            await self._publisher.publish(
-                topics.ORDER_COMMANDS,
-                rfq_id,
-                command,
-                correlation_id=rfq_id,
-                event_id=command_id,
-            )
-        except BaseException:
-            self._replies.forget(command_id)
-            raise
+    async def _command(
+        self, principal: Principal, rfq_id: str, command: ev.AcceptQuote | ev.CancelRfq
+    ) -> CommandOutcome:
+        """Commands go through the outbox like the RFQ itself, so on `order.commands`
+        an RFQ's commands always come after its creation, and a command the edge
+        answered 202 is never lost by a crash of the edge."""
+        async with self._uow() as uow:
+            row = await RfqRepository(uow.conn).get(rfq_id)
+            if row is None or row["requester"] != principal.party:
+                raise NotFound(f"no RFQ {rfq_id}")
+            command_id = uow.emit(topics.ORDER_COMMANDS, rfq_id, command, correlation_id=rfq_id)
+            future = self._replies.expect(command_id)
+            try:
+                await uow.commit()
+            except BaseException:
+                self._replies.forget(command_id)
+                raise
         result = await self._replies.wait(command_id, future, self._reply_timeout)
         if result is None:
             return CommandOutcome(None, rfq_id, command_id)
@@ -161,12 +172,6 @@ class Edge:
             code=result.reason_code,
             reason=result.reason,
         )
-
-    async def _own_rfq(self, principal: Principal, rfq_id: str) -> None:
-        async with self._engine.connect() as conn:
-            row = await RfqRepository(conn).get(rfq_id)
-        if row is None or row["requester"] != principal.party:
-            raise NotFound(f"no RFQ {rfq_id}")
 
     @staticmethod
     def _may_read(principal: Principal, requester: str) -> bool:

@@ -19,7 +19,6 @@ from tests.kafka_tap import KafkaTap
 from tests.order_core.scenario import deliver, rows
 
 ORDER_CORE_INPUTS = (
-    topics.RFQ_REQUESTS,
     topics.RFQ_QUOTES,
     topics.ORDER_COMMANDS,
     topics.LASTLOOK_RESPONSES,
