@@ -13,13 +13,43 @@ class Instrument:
     quote: str  # the currency paid
     tick: Decimal  # price increment
     reference_mid: Decimal  # where the simulated feed starts
+    lot: Decimal = Decimal("0.00000001")  # quantity increment
+    min_quantity: Decimal = Decimal("0.00000001")  # below this it is not a block trade
+    max_quantity: Decimal = Decimal("1000000000")  # refused before any maker sees it
 
 
 INSTRUMENTS: dict[str, Instrument] = {
     i.symbol: i
     for i in (
-        Instrument("BTC-USD", "BTC", "USD", Decimal("0.01"), Decimal("65000")),
-        Instrument("ETH-USD", "ETH", "USD", Decimal("0.01"), Decimal("3200")),
-        Instrument("EUR-USD", "EUR", "USD", Decimal("0.00001"), Decimal("1.08")),
+        Instrument(
+            "BTC-USD",
+            "BTC",
+            "USD",
+            tick=Decimal("0.01"),
+            reference_mid=Decimal("65000"),
+            lot=Decimal("0.0001"),
+            min_quantity=Decimal("0.01"),
+            max_quantity=Decimal("1000"),
+        ),
+        Instrument(
+            "ETH-USD",
+            "ETH",
+            "USD",
+            tick=Decimal("0.01"),
+            reference_mid=Decimal("3200"),
+            lot=Decimal("0.001"),
+            min_quantity=Decimal("0.1"),
+            max_quantity=Decimal("20000"),
+        ),
+        Instrument(
+            "EUR-USD",
+            "EUR",
+            "USD",
+            tick=Decimal("0.00001"),
+            reference_mid=Decimal("1.08"),
+            lot=Decimal("1"),
+            min_quantity=Decimal("1000"),
+            max_quantity=Decimal("100000000"),
+        ),
     )
 }

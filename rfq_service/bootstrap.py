@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from otc.auth import Principal, verify_token
 from otc.bus import topics
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
@@ -16,6 +17,7 @@ from rfq_service.adapters.tables import OUTBOX_TABLES
 from rfq_service.entrypoints.http import create_app
 from rfq_service.entrypoints.hub import Hub
 from rfq_service.entrypoints.order_feed import OrderFeed
+from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.replies import ReplyRegistry
 
@@ -59,10 +61,15 @@ class RfqService:
             service=self.name,
             database_url=s.require("database_url"),
         )
+        secret = s.jwt_secret.get_secret_value()
+
+        def verify(token: str) -> Principal:
+            return verify_token(token, secret=secret)
+
         app = create_app(
             edge=edge,
-            hub=hub,
-            secret=s.jwt_secret.get_secret_value(),
+            socket=SocketDeps(edge=edge, hub=hub, verify=verify, makers=s.maker_ids),
+            verify=verify,
             makers=s.maker_ids,
             ready=self.ready,
         )

@@ -16,6 +16,8 @@ from rfq_service.adapters.tables import quotes, rfqs
 from rfq_service.domain.rfq import RfqSpec
 
 INITIAL_STATUS = "RFQ_SENT"
+# Once an order is in one of these, nothing more happens to it.
+FINAL_STATUSES = ("SETTLED", "CANCELLED", "EXPIRED", "REJECTED", "SETTLEMENT_FAILED")
 
 
 class RfqRepository:
@@ -44,6 +46,7 @@ class RfqRepository:
                 status=INITIAL_STATUS,
                 status_version=0,
                 status_reason="",
+                updated_at=created_at,
             )
             .on_conflict_do_nothing(index_elements=["requester", "client_rfq_id"])
             .returning(rfqs.c.rfq_id)
@@ -78,10 +81,18 @@ class RfqRepository:
         query = query.order_by(rfqs.c.rfq_id.desc()).limit(limit)
         return list((await self._conn.execute(query)).mappings())
 
+    async def changed_for(self, requester: str, since: datetime | None) -> list[RowMapping]:
+        """The requester's RFQs still in play, and those that changed since `since`."""
+        live = rfqs.c.status.not_in(FINAL_STATUSES)
+        condition = live if since is None else live | (rfqs.c.updated_at >= since)
+        query = select(rfqs).where(rfqs.c.requester == requester, condition).order_by(rfqs.c.rfq_id)
+        return list((await self._conn.execute(query)).mappings())
+
     async def apply_status(
         self,
         rfq_id: str,
         *,
+        at: datetime,
         status: str,
         version: int,
         reason: str,
@@ -97,6 +108,7 @@ class RfqRepository:
             "accepted_quote_id": accepted_quote_id,
             "price": price,
             "trade_id": trade_id,
+            "updated_at": at,
         }
         result = await self._conn.execute(
             update(rfqs)
@@ -105,8 +117,30 @@ class RfqRepository:
         )
         return result.rowcount == 1
 
-    async def add_quote(self, values: dict[str, Any]) -> bool:
+    async def add_quote(self, values: dict[str, Any], at: datetime) -> bool:
         result = await self._conn.execute(
             insert(quotes).values(**values).on_conflict_do_nothing().returning(quotes.c.quote_id)
         )
-        return result.first() is not None
+        added = result.first() is not None
+        if added:
+            await self._touch(values["rfq_id"], at)
+        return added
+
+    async def withdraw_quote(self, rfq_id: str, quote_id: str, reason: str, at: datetime) -> bool:
+        """False when the quote is unknown here or was already withdrawn."""
+        result = await self._conn.execute(
+            update(quotes)
+            .where(
+                quotes.c.quote_id == quote_id,
+                quotes.c.rfq_id == rfq_id,
+                quotes.c.withdrawn_reason.is_(None),
+            )
+            .values(withdrawn_reason=reason or "withdrawn")
+        )
+        if result.rowcount != 1:
+            return False
+        await self._touch(rfq_id, at)
+        return True
+
+    async def _touch(self, rfq_id: str, at: datetime) -> None:
+        await self._conn.execute(update(rfqs).where(rfqs.c.rfq_id == rfq_id).values(updated_at=at))

@@ -42,6 +42,7 @@ rfqs = Table(
     Column("accepted_quote_id", Text),
     Column("price", Numeric),
     Column("trade_id", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 quotes = Table(
@@ -54,6 +55,7 @@ quotes = Table(
     Column("offer_px", Numeric),
     Column("quantity", Numeric, nullable=False),
     Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_reason", Text),
 )
 
 OUTBOX_TABLES = OutboxTables(outbox_table(metadata), processed_events_table(metadata))

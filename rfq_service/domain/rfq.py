@@ -76,6 +76,18 @@ def validate_rfq(
         qty = parse_decimal(quantity, field="quantity", positive=True)
     except InvalidDecimal as exc:
         raise ValidationFailed(str(exc), code="invalid_quantity") from None
+    spec = INSTRUMENTS[instrument]
+    if not spec.min_quantity <= qty <= spec.max_quantity:
+        raise ValidationFailed(
+            f"quantity of {instrument} must be between {fmt(spec.min_quantity)} and "
+            f"{fmt(spec.max_quantity)}",
+            code="invalid_quantity",
+        )
+    if qty % spec.lot:
+        raise ValidationFailed(
+            f"quantity of {instrument} must be a multiple of {fmt(spec.lot)}",
+            code="invalid_quantity",
+        )
     window = DEFAULT_WINDOW_MS if response_window_ms is None else response_window_ms
     if not MIN_WINDOW_MS <= window <= MAX_WINDOW_MS:
         raise ValidationFailed(

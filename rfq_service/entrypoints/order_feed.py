@@ -34,11 +34,14 @@ class OrderFeed:
             await self._state_changed(payload)
         elif isinstance(payload, ev.QuoteRecorded):
             await self._quote_recorded(payload)
+        elif isinstance(payload, ev.QuoteWithdrawalRecorded):
+            await self._quote_withdrawn(payload)
 
     async def _state_changed(self, p: ev.OrderStateChanged) -> None:
         async with self._engine.begin() as conn:
             await RfqRepository(conn).apply_status(
                 p.rfq_id,
+                at=self._clock.now(),
                 status=p.state,
                 version=p.version,
                 reason=p.reason,
@@ -82,5 +85,27 @@ class OrderFeed:
             # is published); anything else is not ours to show.
             if await repo.get(q.rfq_id) is None:
                 return
-            await repo.add_quote(values)
+            await repo.add_quote(values, self._clock.now())
         self._hub.push(p.requester, {"type": "quote", "data": quote_view(values)})
+
+    async def _quote_withdrawn(self, p: ev.QuoteWithdrawalRecorded) -> None:
+        w = p.withdrawal
+        async with self._engine.begin() as conn:
+            repo = RfqRepository(conn)
+            if await repo.get(w.rfq_id) is None:
+                return
+            # Every edge replica applies every event and pushes to its own
+            # connections, so the push does not depend on who updated the row.
+            await repo.withdraw_quote(w.rfq_id, w.quote_id, w.reason, self._clock.now())
+        self._hub.push(
+            p.requester,
+            {
+                "type": "quote_withdrawn",
+                "data": {
+                    "rfq_id": w.rfq_id,
+                    "quote_id": w.quote_id,
+                    "maker": w.maker,
+                    "reason": w.reason,
+                },
+            },
+        )

@@ -4,6 +4,7 @@ party. The acting party always comes from the token, never from the request body
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -91,9 +92,7 @@ class Edge:
                 requested.created_at.FromDatetime(now)
                 requested.expires_at.FromDatetime(spec.expires_at(now))
                 uow.emit(topics.ORDER_COMMANDS, rfq_id, requested, correlation_id=rfq_id)
-                uow.emit(
-                    topics.RFQ_REQUESTS, rfq_id, for_makers(requested), correlation_id=rfq_id
-                )
+                uow.emit(topics.RFQ_REQUESTS, rfq_id, for_makers(requested), correlation_id=rfq_id)
                 row = await repo.get(rfq_id)
             else:
                 row = await repo.by_client_id(principal.party, spec.client_rfq_id)
@@ -115,6 +114,16 @@ class Edge:
             if row is None or not self._may_read(principal, row["requester"]):
                 raise NotFound(f"no RFQ {rfq_id}")
             return rfq_view(row, await repo.quotes_of(rfq_id))
+
+    async def snapshot(
+        self, principal: Principal, *, since: datetime | None
+    ) -> list[dict[str, Any]]:
+        """The caller's RFQs still in play or changed since `since`, with their quotes:
+        what a reconnecting client that cannot resume exactly starts again from."""
+        async with self._engine.connect() as conn:
+            repo = RfqRepository(conn)
+            rows = await repo.changed_for(principal.party, since)
+            return [rfq_view(row, await repo.quotes_of(row["rfq_id"])) for row in rows]
 
     async def list_rfqs(
         self, principal: Principal, *, status: str | None, cursor: str | None, limit: int

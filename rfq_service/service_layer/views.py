@@ -29,6 +29,7 @@ def quote_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "offer_px": _dec(row["offer_px"]),
         "quantity": _dec(row["quantity"]),
         "valid_until": _time(row["valid_until"]),
+        "withdrawn_reason": row.get("withdrawn_reason"),
     }
 
 
@@ -50,6 +51,7 @@ def rfq_view(row: RowMapping, quotes: list[RowMapping] | None = None) -> dict[st
         "accepted_quote_id": row["accepted_quote_id"],
         "price": _dec(row["price"]),
         "trade_id": row["trade_id"],
+        "updated_at": _time(row["updated_at"]),
     }
     if quotes is not None:
         view["quotes"] = [quote_view(q) for q in quotes]

@@ -66,3 +66,26 @@ def test_the_request_hash_ignores_order_of_counterparties_and_trailing_zeros() -
     b = _validate(counterparties=["MM-2", "MM-1"], quantity="2.5")
     assert a.request_hash() == b.request_hash()
     assert a.request_hash() != _validate(quantity="3").request_hash()
+
+
+@pytest.mark.parametrize(
+    ("instrument", "quantity", "message"),
+    [
+        ("BTC-USD", "0.001", "between 0.01 and 1000"),
+        ("BTC-USD", "1000.0001", "between 0.01 and 1000"),
+        ("BTC-USD", "1.00005", "multiple of 0.0001"),
+        ("EUR-USD", "999", "between 1000 and 100000000"),
+        ("EUR-USD", "10000.5", "multiple of 1"),
+    ],
+)
+def test_quantity_outside_the_instruments_limits_is_refused(
+    instrument: str, quantity: str, message: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=message) as caught:
+        _validate(instrument=instrument, quantity=quantity)
+    assert caught.value.code == "invalid_quantity"
+
+
+@pytest.mark.parametrize(("instrument", "quantity"), [("BTC-USD", "0.01"), ("BTC-USD", "1000")])
+def test_quantity_on_the_instruments_limits_is_accepted(instrument: str, quantity: str) -> None:
+    assert _validate(instrument=instrument, quantity=quantity).quantity == Decimal(quantity)
