@@ -1,4 +1,5 @@
-"""Wires order_core: consumer, outbox relay and deadline sweeper in one process."""
+"""Wires order_core: consumer, outbox relay, deadline sweeper and the auditor API
+(beside the ops routes, on the ops port) in one process."""
 
 from __future__ import annotations
 
@@ -6,16 +7,22 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
+import uvicorn
+
 from order_core.adapters.risk_client import RiskClient
 from order_core.adapters.tables import OUTBOX_TABLES
+from order_core.entrypoints.audit_api import create_audit_app
+from order_core.service_layer.audit_queries import AuditQueries
 from order_core.service_layer.deadlines import sweep
 from order_core.service_layer.handlers import HANDLERS, Context
+from otc.auth import TokenVerifier
 from otc.bus import topics
 from otc.bus.consumer import Consumer
 from otc.bus.envelope import InvalidMessage, Message
 from otc.bus.producer import Publisher
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
+from otc.http_server import http_server
 from otc.logging import get_logger
 from otc.outbox import OutboxRelay
 from otc.quote_book import QuoteBook
@@ -35,11 +42,13 @@ SWEEP_INTERVAL_S = 0.25
 
 class OrderCore:
     name = "order-core"
+    has_own_http = True  # the audit API and /healthz, /readyz, /metrics on the ops port
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self._settings = settings
         self._clock = clock or SystemClock()
         self._stopping = asyncio.Event()
+        self._server: uvicorn.Server | None = None
 
     async def start(self) -> None:
         s = self._settings
@@ -71,11 +80,22 @@ class OrderCore:
             service=self.name,
             database_url=s.require("database_url"),
         )
+        # Its own small pool: a slow export holds a connection for as long as it
+        # streams, and must not starve the order consumers of theirs.
+        self._audit_engine = make_engine(s.require("database_url"), pool_size=2)
+        if s.ops_port:
+            app = create_audit_app(
+                AuditQueries(self._audit_engine),
+                authenticate=TokenVerifier.from_settings(s).verify,
+                clock=self._clock,
+                ready=self.ready,
+            )
+            self._server = http_server(app, "0.0.0.0", s.ops_port)
         await self._consumer.start()
         await self._consumer.wait_ready()
 
     def ready(self) -> bool:
-        return self._consumer.ready
+        return not self._stopping.is_set() and self._consumer.ready
 
     async def _dispatch(self, topic: str, message: Message) -> None:
         handler = HANDLERS.get(message.type)
@@ -93,10 +113,15 @@ class OrderCore:
                 await asyncio.wait_for(self._stopping.wait(), SWEEP_INTERVAL_S)
 
     async def run(self) -> None:
-        await asyncio.gather(self._consumer.run(), self._relay.run(), self._sweep_forever())
+        serving = [self._server.serve()] if self._server is not None else []
+        await asyncio.gather(
+            self._consumer.run(), self._relay.run(), self._sweep_forever(), *serving
+        )
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
         await self._consumer.stop()
         await self._relay.stop()
 
@@ -105,6 +130,7 @@ class OrderCore:
         await self._publisher.stop()
         await self._risk.close()
         await self._redis.aclose()
+        await self._audit_engine.dispose()
         await self._engine.dispose()
 
 

@@ -6,11 +6,12 @@ variable can never ship a guessable key to production.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "otc-development-secret-change-me-in-production"  # noqa: S105
@@ -19,37 +20,152 @@ DEV_JWT_SECRET = "otc-development-secret-change-me-in-production"  # noqa: S105
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OTC_", frozen=True, extra="ignore")
 
-    env: Literal["development", "test", "production"] = "development"
-    log_format: Literal["console", "json"] = "console"
-    log_level: str = "INFO"
+    env: Literal["development", "test", "production"] = Field(
+        default="development", description="`production` refuses the development JWT secret"
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console",
+        description="`console` for people, `json` (one object a line) for log collectors",
+    )
+    log_level: str = Field(
+        default="INFO", description="lowest level logged: DEBUG, INFO, WARNING or ERROR"
+    )
 
-    database_url: str | None = None
-    redis_url: str | None = None
-    kafka_bootstrap: str | None = None
-    kafka_partitions: int = 6
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host/db); unset, `otc up` starts one",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://host:6379/0); unset, `otc up` starts an embedded Valkey",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port,...); unset, `otc up` starts a broker",
+    )
+    kafka_partitions: int = Field(
+        default=6, description="partitions of each topic `otc up` creates"
+    )
 
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    ops_port: int = 0
-    risk_grpc_host: str = "127.0.0.1"
-    risk_grpc_port: int = 50051
-    risk_grpc_timeout_ms: int = 2000
+    http_host: str = Field(
+        default="127.0.0.1", description="address the trader edge (rfq_service) listens on"
+    )
+    http_port: int = Field(
+        default=8000,
+        description="port of the trader edge: REST, WebSocket, /healthz, /readyz and /metrics",
+    )
+    ops_port: int = Field(
+        default=0,
+        description="port of /healthz, /readyz, /metrics where a service has no HTTP port (0: off)",
+    )
+    risk_grpc_host: str = Field(
+        default="127.0.0.1", description="host its clients reach risk_limits' gRPC service at"
+    )
+    risk_grpc_port: int = Field(default=50051, description="port of risk_limits' gRPC service")
+    risk_grpc_timeout_ms: int = Field(
+        default=2000, description="deadline of each call order_core makes to risk_limits"
+    )
+    audit_api_url: str = Field(
+        default="http://127.0.0.1:9100",
+        description="order_core's audit API (served on its OTC_OPS_PORT), proxied by the edge",
+    )
 
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
-    jwt_ttl_s: int = 12 * 3600
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(DEV_JWT_SECRET),
+        description="HS256 key that signs and verifies tokens; must be set in production",
+    )
+    jwt_ttl_s: int = Field(
+        default=12 * 3600, description="lifetime of the development token `otc up` prints"
+    )
+    jwt_algorithm: Literal["HS256", "RS256"] = Field(
+        default="HS256", description="token signature: HS256 (shared secret) or RS256 (public key)"
+    )
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="PEM public key that verifies RS256 tokens"
+    )
+    jwks_file: Path | None = Field(
+        default=None, description="JWKS file of RS256 verification keys, picked by the token's kid"
+    )
+    jwt_private_key_file: Path | None = Field(
+        default=None, description="PEM private key that `otc token` signs RS256 tokens with"
+    )
+    jwt_issuer: str | None = Field(default=None, description="required `iss` claim, when set")
+    jwt_audience: str | None = Field(default=None, description="required `aud` claim, when set")
+    rate_limit_per_s: float = Field(
+        default=20.0, gt=0, description="requests per second each party may sustain on the edge"
+    )
+    rate_limit_burst: int = Field(
+        default=40, ge=1, description="requests a party may make at once after being idle"
+    )
+    price_max_hz: float = Field(
+        default=4.0, gt=0, description="most price messages a second per instrument on a WebSocket"
+    )
 
-    makers: str = "MM-1,MM-2,MM-3"
-    quote_ttl_ms: int = 10_000
-    last_look_window_ms: int = 3_000
-    accept_reply_timeout_ms: int = 2_000
-    price_tick_ms: int = 250
-    reservation_ttl_ms: int = 30_000
+    makers: str = Field(
+        default="MM-1,MM-2,MM-3",
+        description="comma-separated market makers an RFQ goes to when the trader names none",
+    )
+    quote_ttl_ms: int = Field(
+        default=10_000, description="how long a maker's quote stays valid (its valid_until)"
+    )
+    last_look_window_ms: int = Field(
+        default=200, gt=0, description="how long a market maker has to answer a last look"
+    )
+    accept_reply_timeout_ms: int = Field(
+        default=2_000,
+        description="how long the edge waits for order_core to answer an accept before a 202",
+    )
+    price_tick_ms: int = Field(
+        default=250, description="interval between two ticks of the simulated price feed"
+    )
+    reservation_ttl_ms: int = Field(
+        default=30_000,
+        description="how long a credit freeze may stay uncommitted before risk_limits releases it",
+    )
+    price_band_bps: Decimal = Field(
+        default=Decimal(500),
+        gt=0,
+        description="fat-finger band: a quote further than this from the reference mid is refused",
+    )
+    max_block_notional: Decimal = Field(
+        default=Decimal(25_000_000),
+        gt=0,
+        description="largest notional (quantity times price) a maker's quote may carry",
+    )
+    mmp_window_ms: int = Field(
+        default=10_000, gt=0, description="market-maker protection: its rolling window"
+    )
+    mmp_max_accepts: int = Field(
+        default=500,
+        ge=1,
+        description="MMP: more accepted quotes than this in the window halts the maker",
+    )
+    mmp_max_notional: Decimal = Field(
+        default=Decimal(250_000_000),
+        gt=0,
+        description="MMP: more notional accepted than this in the window halts the maker",
+    )
+    mm_http_port: int = Field(
+        default=8001, description="market-maker gateway: bots' WebSocket and the kill switch API"
+    )
+    mm_heartbeat_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="a bot silent for this long is dropped and its quotes withdrawn",
+    )
 
-    state_dir: Path = Path(".otc")
+    state_dir: Path = Field(
+        default=Path(".otc"),
+        description="folder of `otc up`'s embedded servers' data, logs and endpoints file",
+    )
 
     @model_validator(mode="after")
     def _no_default_secret_outside_development(self) -> Settings:
-        if self.env == "production" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+        if (
+            self.env == "production"
+            and self.jwt_algorithm == "HS256"
+            and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        ):
             raise ValueError("OTC_JWT_SECRET must be set outside development")
         return self
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from otc.auth import Principal, verify_token
+from otc.auth import TokenVerifier
 from otc.bus import topics
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
@@ -12,13 +12,17 @@ from otc.clock import Clock, SystemClock
 from otc.db import make_engine
 from otc.http_server import http_server
 from otc.outbox import OutboxRelay
+from otc.rate_limit import TokenBuckets
 from otc.settings import Settings
 from rfq_service.adapters.tables import OUTBOX_TABLES
+from rfq_service.entrypoints.audit_proxy import audit_router
 from rfq_service.entrypoints.http import create_app
 from rfq_service.entrypoints.hub import Hub
 from rfq_service.entrypoints.order_feed import OrderFeed
+from rfq_service.entrypoints.price_ticks import price_ticks
 from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
+from rfq_service.service_layer.prices import PriceBoard
 from rfq_service.service_layer.replies import ReplyRegistry
 
 
@@ -61,34 +65,57 @@ class RfqService:
             service=self.name,
             database_url=s.require("database_url"),
         )
-        secret = s.jwt_secret.get_secret_value()
-
-        def verify(token: str) -> Principal:
-            return verify_token(token, secret=secret)
-
-        app = create_app(
+        verify = TokenVerifier.from_settings(s).verify
+        board = PriceBoard()
+        self._prices = Consumer(
+            service=self.name,
+            bootstrap=s.require("kafka_bootstrap"),
+            topics=(topics.MARKET_PRICES,),
+            handler=price_ticks(board),
+            publisher=self._publisher,
+            group_id=None,
+            from_end=True,
+        )
+        await self._prices.start()
+        buckets = TokenBuckets(rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst)
+        socket = SocketDeps(
             edge=edge,
-            socket=SocketDeps(edge=edge, hub=hub, verify=verify, makers=s.maker_ids),
+            hub=hub,
             verify=verify,
             makers=s.maker_ids,
+            buckets=buckets,
+            prices=board,
+            price_max_hz=s.price_max_hz,
+        )
+        app = create_app(
+            edge=edge,
+            socket=socket,
+            verify=verify,
+            buckets=buckets,
+            makers=s.maker_ids,
             ready=self.ready,
+            routers=(audit_router(s.audit_api_url, authenticate=verify),),
         )
         self._server = http_server(app, s.http_host, s.http_port)
 
     def ready(self) -> bool:
-        return not self._draining and self._consumer.ready
+        return not self._draining and self._consumer.ready and self._prices.ready
 
     async def run(self) -> None:
-        await asyncio.gather(self._server.serve(), self._consumer.run(), self._relay.run())
+        await asyncio.gather(
+            self._server.serve(), self._consumer.run(), self._prices.run(), self._relay.run()
+        )
 
     async def stop(self) -> None:
         self._draining = True
         self._server.should_exit = True
         await self._consumer.stop()
+        await self._prices.stop()
         await self._relay.stop()
 
     async def close(self) -> None:
         await self._consumer.close()
+        await self._prices.close()
         await self._publisher.stop()
         await self._engine.dispose()
 

@@ -45,7 +45,12 @@ def launcher(state_dir: Path) -> Iterator[Platform]:
         "OTC_QUOTE_TTL_MS": str(TEST_QUOTE_TTL_MS),
         # a loaded 2-core CI machine can take longer than the 2 s a trader waits
         "OTC_ACCEPT_REPLY_TIMEOUT_MS": "6000",
+        # the 200 ms default is too tight for a last look's Kafka round trips there
+        "OTC_LAST_LOOK_WINDOW_MS": "3000",
         "OTC_LOG_LEVEL": "INFO",
+        # the race tests fire bursts at one party; tests of the limit use their own edge
+        "OTC_RATE_LIMIT_PER_S": "10000",
+        "OTC_RATE_LIMIT_BURST": "10000",
     }
     platform = Platform(
         Settings(),

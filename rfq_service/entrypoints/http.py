@@ -16,7 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from otc.auth import Principal, Unauthorized
 from otc.errors import OtcError
 from otc.logging import get_logger
+from otc.rate_limit import TokenBuckets
 from otc.service import ops_routes
+from rfq_service.entrypoints.rate_limit import per_party, retry_after_headers
 from rfq_service.entrypoints.schemas import (
     ERROR_RESPONSES,
     AcceptBody,
@@ -47,6 +49,7 @@ def create_app(
     edge: Edge,
     socket: SocketDeps,
     verify: Callable[[str], Principal],
+    buckets: TokenBuckets,
     makers: tuple[str, ...],
     ready: Callable[[], bool],
     routers: tuple[APIRouter, ...] = (),
@@ -61,11 +64,13 @@ def create_app(
             raise Unauthorized("missing bearer token")
         return verify(credentials.credentials)
 
-    Caller = Annotated[Principal, Depends(principal)]
+    Caller = Annotated[Principal, Depends(per_party(buckets, principal))]
 
     @app.exception_handler(OtcError)
     async def _otc_error(_: Request, exc: OtcError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message)
+        response.headers.update(retry_after_headers(exc))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -128,8 +128,8 @@ class Hub:
         for session in tuple(self._by_party.get(party, {}).values()):
             session.push(message)
 
-    def sessions(self) -> int:
-        return sum(len(s) for s in self._by_party.values())
+    def sessions_of(self, party: str) -> list[Session]:
+        return list(self._by_party.get(party, {}).values())
 
     def _expire(self) -> None:
         horizon = self._monotonic() - self._retention

@@ -29,10 +29,13 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from otc.auth import Principal, Unauthorized
-from otc.errors import OtcError, ValidationFailed
+from otc.auth import Principal, Role, Unauthorized
+from otc.errors import Forbidden, OtcError, ValidationFailed
+from otc.instruments import INSTRUMENTS
 from otc.logging import get_logger
-from rfq_service.entrypoints.hub import Connection, Hub, Session
+from otc.rate_limit import TokenBuckets
+from rfq_service.entrypoints.hub import QUEUE_LIMIT, Connection, Hub, Session
+from rfq_service.entrypoints.rate_limit import RateLimited, enforce
 from rfq_service.entrypoints.schemas import (
     AcceptBody,
     CreateRfqBody,
@@ -40,13 +43,22 @@ from rfq_service.entrypoints.schemas import (
     validation_message,
 )
 from rfq_service.service_layer.edge import Edge
+from rfq_service.service_layer.prices import PriceBoard, PriceSubscription
 
 log = get_logger(__name__)
 
 HEARTBEAT_S = 15.0
 MAX_IN_FLIGHT = 16
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 1008
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    caller: Principal
+    session: Session
+    prices: PriceSubscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,10 @@ class SocketDeps:
     hub: Hub
     verify: Callable[[str], Principal]
     makers: tuple[str, ...]
+    buckets: TokenBuckets
+    prices: PriceBoard
+    price_max_hz: float
+    queue_limit: int = QUEUE_LIMIT
 
 
 def _token(websocket: WebSocket) -> str | None:
@@ -71,14 +87,20 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
         if not token:
             raise Unauthorized("missing token (Authorization header or ?token=)")
         caller = deps.verify(token)
+        if caller.role is not Role.TRADER:
+            raise Forbidden(
+                f"role {caller.role.value} cannot open the trader socket; "
+                "market makers use /v1/mm/ws, auditors the /v1/audit API"
+            )
         resume = _resume_request(websocket)
     except OtcError as exc:
         await websocket.send_json({"type": "error", "error": _error(exc)})
-        code = CLOSE_UNAUTHORIZED if isinstance(exc, Unauthorized) else 1008
+        code = {Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN}.get(type(exc), 1008)
         await websocket.close(code=code, reason=exc.message[:120])
         return
 
-    connection = Connection()
+    connection = Connection(deps.queue_limit)
+    prices = PriceSubscription(deps.prices, connection.offer, max_rate_hz=deps.price_max_hz)
     session, replay, resync_reason = _attach(deps.hub, caller, connection, resume)
     try:
         await websocket.send_json(
@@ -97,11 +119,24 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
         if resume is not None and resync_reason is not None:
             rfqs = await deps.edge.snapshot(caller, since=resume[2])
             session.push({"type": "snapshot", "data": {"rfqs": rfqs}})
-        await _pump(websocket, caller, session, connection, deps)
+        client = _Client(caller, session, prices)
+        too_slow = await _pump(websocket, client, connection, deps)
     except (WebSocketDisconnect, RuntimeError):
-        pass
+        too_slow = False
     finally:
         deps.hub.detach(session)
+        prices.close()
+    if too_slow:
+        log.warning("websocket too slow, disconnected", party=caller.party, session=session.id)
+        # A client that reads nothing may never take the close frame either.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                websocket.close(
+                    code=CLOSE_TOO_SLOW,
+                    reason="client too slow: send queue overflowed; resume with last_seq",
+                ),
+                2.0,
+            )
 
 
 def _resume_request(websocket: WebSocket) -> tuple[str, int, datetime | None] | None:
@@ -137,50 +172,38 @@ def _attach(
 
 
 async def _pump(
-    websocket: WebSocket,
-    caller: Principal,
-    session: Session,
-    connection: Connection,
-    deps: SocketDeps,
-) -> None:
+    websocket: WebSocket, client: _Client, connection: Connection, deps: SocketDeps
+) -> bool:
     """Runs the reader and the writer until either ends, or the client falls so far
-    behind that its send queue overflows."""
-    reader = asyncio.create_task(_read(websocket, caller, session, deps))
+    behind that its send queue overflows (answers True then)."""
+    reader = asyncio.create_task(_read(websocket, client, deps))
     writer = asyncio.create_task(_write(websocket, connection))
     overflow = asyncio.create_task(connection.overflowed_event.wait())
     try:
         await asyncio.wait({reader, writer, overflow}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (reader, writer, overflow):
+        tasks = (reader, writer, overflow)
+        for task in tasks:
             task.cancel()
-        for task in (reader, writer, overflow):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
-    if connection.overflowed:
-        log.warning("websocket too slow, disconnected", party=caller.party, session=session.id)
-        # A client that reads nothing may never take the close frame either.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                websocket.close(
-                    code=CLOSE_TOO_SLOW,
-                    reason="client too slow: send queue overflowed; resume with last_seq",
-                ),
-                2.0,
-            )
+        # A writer stuck on a client that reads nothing is left to the server's
+        # own close: waiting on it could take forever.
+        await asyncio.wait(tasks, timeout=1.0)
+    return connection.overflowed
 
 
 async def _write(websocket: WebSocket, connection: Connection) -> None:
     while True:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+        # cancellation that stops this writer when a message arrives at that moment.
         try:
-            message = await asyncio.wait_for(connection.queue.get(), HEARTBEAT_S)
+            async with asyncio.timeout(HEARTBEAT_S):
+                message = await connection.queue.get()
         except TimeoutError:
             message = {"type": "heartbeat"}
         await websocket.send_text(json.dumps(message))
 
 
-async def _read(
-    websocket: WebSocket, caller: Principal, session: Session, deps: SocketDeps
-) -> None:
+async def _read(websocket: WebSocket, client: _Client, deps: SocketDeps) -> None:
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
     running: set[asyncio.Task[None]] = set()
     try:
@@ -190,10 +213,10 @@ async def _read(
                 return
             text = raw.get("text")
             if text is None:
-                session.push(_refusal(None, "invalid_message", "send JSON text frames"))
+                client.session.push(_refusal(None, "invalid_message", "send JSON text frames"))
                 continue
             await in_flight.acquire()
-            task = asyncio.create_task(_handle(text, caller, session, deps))
+            task = asyncio.create_task(_handle(text, client, deps))
             running.add(task)
             task.add_done_callback(running.discard)
             task.add_done_callback(lambda _: in_flight.release())
@@ -202,7 +225,8 @@ async def _read(
             task.cancel()
 
 
-async def _handle(text: str, caller: Principal, session: Session, deps: SocketDeps) -> None:
+async def _handle(text: str, client: _Client, deps: SocketDeps) -> None:
+    session = client.session
     try:
         request = json.loads(text)
     except ValueError:
@@ -213,24 +237,36 @@ async def _handle(text: str, caller: Principal, session: Session, deps: SocketDe
         return
     request_id = request.get("request_id")
     try:
-        status, data = await _answer(request, caller, deps)
+        enforce(deps.buckets, client.caller)
+        status, data = await _answer(request, client, deps)
         session.push({"type": "response", "request_id": request_id, "status": status, "data": data})
     except ValidationError as exc:
         session.push(_refusal(request_id, "invalid_request", validation_message(exc)))
+    except RateLimited as exc:
+        refusal = {"type": "error", "request_id": request_id, "error": _error(exc)}
+        session.push(refusal | {"retry_after": round(exc.retry_after, 3)})
     except OtcError as exc:
         session.push({"type": "error", "request_id": request_id, "error": _error(exc)})
     except Exception as exc:
-        log.exception("websocket request failed", error=str(exc), party=caller.party)
+        log.exception("websocket request failed", error=str(exc), party=client.caller.party)
         session.push(_refusal(request_id, "internal", "internal error"))
 
 
-async def _answer(request: dict[str, Any], caller: Principal, deps: SocketDeps) -> tuple[int, Any]:
+async def _answer(request: dict[str, Any], client: _Client, deps: SocketDeps) -> tuple[int, Any]:
+    caller = client.caller
     kind = request.get("type")
     data = request.get("data", {})
     if not isinstance(data, dict):
         raise ValidationFailed("data must be a JSON object")
     if kind == "ping":
         return 200, {"pong": True}
+    if kind in ("subscribe_prices", "unsubscribe_prices"):
+        instruments = _instruments(data)
+        if kind == "subscribe_prices":
+            client.prices.subscribe(instruments)
+        else:
+            client.prices.unsubscribe(instruments)
+        return 200, {"instruments": sorted(client.prices.instruments)}
     if kind == "create_rfq":
         spec = CreateRfqBody.model_validate(data).spec(caller, deps.makers)
         rfq, created = await deps.edge.create_rfq(caller, spec)
@@ -248,6 +284,23 @@ async def _answer(request: dict[str, Any], caller: Principal, deps: SocketDeps) 
             outcome = await deps.edge.cancel(caller, rfq_id)
         return outcome_answer(outcome)
     raise ValidationFailed(f"unknown request type {kind!r}", code="unknown_type")
+
+
+def _instruments(data: dict[str, Any]) -> list[str]:
+    instruments = data.get("instruments")
+    if (
+        not isinstance(instruments, list)
+        or not instruments
+        or not all(isinstance(i, str) for i in instruments)
+    ):
+        raise ValidationFailed("data.instruments must be a non-empty list of instrument symbols")
+    unknown = sorted(set(instruments) - INSTRUMENTS.keys())
+    if unknown:
+        raise ValidationFailed(
+            f"unknown instruments: {', '.join(unknown)}; known: {', '.join(sorted(INSTRUMENTS))}",
+            code="unknown_instrument",
+        )
+    return instruments
 
 
 def _error(exc: OtcError) -> dict[str, str]:

@@ -1,0 +1,187 @@
+"""`/v1/audit/*` on the public edge: order_core's auditor API, proxied.
+
+order_core owns the audit trail and is the only service that reads it; the edge
+gives users one base URL. It turns away callers who may not read (401/403)
+without a round trip, then forwards the request with the caller's own token, so
+order_core still decides, and streams the answer back as it comes: an export is
+never held in the edge's memory.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the dependency
+# aliases defined inside the factory function from the live annotations.
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
+
+from otc.auth import Principal, Role, Unauthorized
+from otc.errors import Forbidden, TransientError
+from otc.logging import get_logger
+
+log = get_logger(__name__)
+
+READERS = frozenset({Role.AUDITOR, Role.ADMIN})
+# A whole-chain verify reads every row before it answers; connecting must be quick.
+TIMEOUT = httpx.Timeout(120.0, connect=3.0)
+PASSED_HEADERS = ("content-type", "content-disposition")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid bearer token"},
+    403: {"description": "the token's role is not auditor or admin"},
+    422: {"description": "a query parameter is invalid"},
+    503: {"description": "the audit service cannot be reached (code audit_unavailable)"},
+}
+
+
+class AuditUnavailable(TransientError):
+    code = "audit_unavailable"
+
+
+RfqId = Annotated[str | None, Query(description="one RFQ's events")]
+Party = Annotated[
+    str | None,
+    Query(
+        description="events the party took part in: as requester, as the maker of a quote "
+        "or withdrawal, or as the maker whose quote the order accepted"
+    ),
+]
+Since = Annotated[
+    datetime | None,
+    Query(description="occurred_at at or after this ISO 8601 UTC time, e.g. 2026-01-31T00:00:00Z"),
+]
+Until = Annotated[datetime | None, Query(description="occurred_at before this ISO 8601 UTC time")]
+
+
+def _params(**values: str | int | datetime | None) -> dict[str, str | int]:
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def audit_router(
+    upstream: str,
+    *,
+    authenticate: Callable[[str], Principal],
+    timeout: httpx.Timeout = TIMEOUT,
+) -> APIRouter:
+    """The proxy routes for order_core's audit API at `upstream` (its base URL);
+    `authenticate` turns a bearer token into its principal or raises `Unauthorized`."""
+    router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERROR_RESPONSES)
+    bearer = HTTPBearer(auto_error=False)
+
+    async def reader_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is None:
+            raise Unauthorized("missing bearer token")
+        if authenticate(credentials.credentials).role not in READERS:
+            raise Forbidden("the audit trail is for the auditor and admin roles")
+        return credentials.credentials
+
+    Token = Annotated[str, Depends(reader_token)]
+
+    async def open_upstream(
+        path: str, token: str, params: dict[str, str | int]
+    ) -> tuple[httpx.AsyncClient, httpx.Response]:
+        client = httpx.AsyncClient(base_url=upstream, timeout=timeout)
+        request = client.build_request(
+            "GET", path, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            return client, await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            await client.aclose()
+            log.warning("audit service unreachable", upstream=upstream, error=repr(exc))
+            raise AuditUnavailable("the audit service cannot be reached; try again") from None
+
+    async def relayed(path: str, token: str, params: dict[str, str | int]) -> Response:
+        client, answer = await open_upstream(path, token, params)
+        try:
+            body = await answer.aread()
+        except httpx.TransportError as exc:
+            log.warning("audit service answer cut short", upstream=upstream, error=repr(exc))
+            raise AuditUnavailable("the audit service stopped answering; try again") from None
+        finally:
+            await answer.aclose()
+            await client.aclose()
+        return Response(body, status_code=answer.status_code, headers=_passed(answer))
+
+    @router.get("/events")
+    async def events(
+        token: Token,
+        rfq_id: RfqId = None,
+        party: Party = None,
+        since: Since = None,
+        until: Until = None,
+        cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        """Audit events in chain order, one page at a time: `{items, next_cursor}`.
+        Auditor or admin role."""
+        params = _params(
+            rfq_id=rfq_id, party=party, since=since, until=until, cursor=cursor, limit=limit
+        )
+        return await relayed("/v1/audit/events", token, params)
+
+    @router.get(
+        "/export",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+    )
+    async def export(
+        token: Token,
+        rfq_id: RfqId = None,
+        party: Party = None,
+        since: Since = None,
+        until: Until = None,
+        fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
+    ) -> Response:
+        """Every matching event, streamed as JSON lines or CSV (one column per field,
+        the payload as a JSON string). Auditor or admin role."""
+        params = _params(rfq_id=rfq_id, party=party, since=since, until=until, format=fmt)
+        client, answer = await open_upstream("/v1/audit/export", token, params)
+
+        async def close() -> None:
+            await answer.aclose()
+            await client.aclose()
+
+        if answer.status_code != 200:
+            try:
+                refusal = await answer.aread()
+            finally:
+                await close()
+            return Response(refusal, status_code=answer.status_code, headers=_passed(answer))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in answer.aiter_bytes():
+                    yield chunk
+            except httpx.TransportError as exc:
+                # The 200 is already out: all the client can learn is a cut-off stream.
+                log.warning("audit export cut short", upstream=upstream, error=repr(exc))
+                raise
+            finally:
+                await close()
+
+        # The background close covers a client that leaves before the first chunk.
+        return StreamingResponse(body(), headers=_passed(answer), background=BackgroundTask(close))
+
+    @router.get("/verify")
+    async def verify(token: Token) -> Response:
+        """Recomputes the whole hash chain: `{ok, events, head_hash, broken}`, where
+        `broken` names the first bad row and why. Auditor or admin role."""
+        return await relayed("/v1/audit/verify", token, {})
+
+    return router
+
+
+def _passed(answer: httpx.Response) -> dict[str, str]:
+    return {name: answer.headers[name] for name in PASSED_HEADERS if name in answer.headers}
