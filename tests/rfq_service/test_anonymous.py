@@ -4,6 +4,7 @@ receive, while order_core and the auditors still know who asked."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 
@@ -13,7 +14,7 @@ from otc.contracts import events_pb2 as ev
 from otc.ids import new_id
 from otc.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
-from tests.kafka_tap import KafkaTap
+from tests.kafka_tap import KafkaTap, Seen
 
 TO_MAKERS = (topics.RFQ_REQUESTS, topics.LASTLOOK_REQUESTS)
 
@@ -43,6 +44,10 @@ async def _quoted_and_accepted(
     return rfq_id
 
 
+def _last_look_of(rfq_id: str) -> Callable[[Seen], bool]:
+    return lambda seen: seen.key == rfq_id and seen.topic == topics.LASTLOOK_REQUESTS
+
+
 async def test_no_message_to_a_maker_names_the_requester_of_an_anonymous_rfq(
     platform: Platform,
 ) -> None:
@@ -56,9 +61,7 @@ async def test_no_message_to_a_maker_names_the_requester_of_an_anonymous_rfq(
         hidden = await _quoted_and_accepted(http, trader, anonymous=True)
         named = await _quoted_and_accepted(http, trader, anonymous=False)
         for rfq_id in (hidden, named):
-            await tap.wait_for(
-                lambda s, r=rfq_id: s.key == r and s.topic == topics.LASTLOOK_REQUESTS
-            )
+            await tap.wait_for(_last_look_of(rfq_id))
         events = await http.get("/v1/audit/events", params={"rfq_id": hidden}, headers=auditor)
     to_makers = {
         rfq_id: [s.raw or b"" for s in tap.seen if s.key == rfq_id and s.topic in TO_MAKERS]
