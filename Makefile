@@ -41,9 +41,12 @@ demo: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m otc.codegen
 
-# Regenerates the drawn state machine; tests fail when the committed one is stale.
+# Regenerates the drawn state machine and the configuration reference; tests fail
+# when the committed ones are stale.
 docs: $(STAMP)
 	$(BIN)/python -m order_core.domain.diagram > docs/order-lifecycle.md
+	$(BIN)/python -m otc.config_docs
+	$(BIN)/python -m rfq_service.entrypoints.openapi
 
 clean:
 	rm -rf $(VENV) .otc .pytest_cache .mypy_cache .ruff_cache
