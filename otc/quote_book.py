@@ -1,13 +1,25 @@
 """Live quotes in Redis: the one shared piece of code that stores, replaces,
 withdraws and takes them, so the quoting service and the order core cannot disagree.
 
-A quote lives at `quote:{rfq_id}:<quote_id>` until its `valid_until` (the key
-expires then, to the millisecond). Storing is put-if-absent and refuses a quote id
-that was already taken, so a redelivered RFQ can neither change a live quote nor
-bring back one that was accepted. Taking is one atomic script: it moves the quote
-to a `taken:` record owned by the accept command, so one quote is taken at most
-once, and the same command taking it again (a redelivered accept) gets the same
-quote back. Keys of one RFQ share a hash tag, so the scripts work on a cluster.
+Every operation is one Lua script, so each is atomic against all the others: of a
+replace (or a withdraw) racing a take, exactly one happens and the other is told
+why it cannot. Per quote there are:
+
+- `quote:{rfq_id}:<quote_id>`, the live quote, expiring at its `valid_until`;
+- `fate:{rfq_id}:<quote_id>`, its owner and what became of it (live, taken,
+  withdrawn, replaced), kept for a while after the quote is gone, so a refused
+  take says why and a quote id that was withdrawn, replaced, taken or expired
+  never comes back (a redelivered RFQ cannot revive it);
+- `taken:{rfq_id}:<quote_id>`, the accept command that took it and the quote, so
+  the same command taking it again (a redelivered accept) gets the same answer.
+
+Per maker, `maker-quote:{rfq_id}:<maker>` names its one live quote on an RFQ (a
+second one must replace it), `live-quotes:<maker>` indexes all its live quotes, and
+`halted:<maker>` (market-maker protection or a kill switch) refuses new quotes
+until the maker is reset. `withdraw_all` reads the index and withdraws every quote
+in one script, so no quote survives a kill switch and none is stored after it.
+Because the scripts touch an RFQ's keys together with its maker's, the book needs
+one Redis primary (as deployed), not a sharded cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +31,11 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 TAKEN_RECORD_TTL_MS = 24 * 3600 * 1000
+# How long a withdrawn, replaced or expired quote is remembered: long enough that
+# a late accept is refused with the precise reason; after it, "unknown".
+TOMBSTONE_TTL_MS = 3600 * 1000
+
+_QUOTE, _FATE, _MAKER = "quote:", "fate:", "maker-quote:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +61,60 @@ class PutOutcome(StrEnum):
     STORED = "stored"
     EXISTS = "exists"  # this quote id is live already: the stored quote stands
     TAKEN = "taken"  # this quote id was accepted: it never comes back
+    GONE = "gone"  # this quote id was withdrawn, replaced or expired: nor does it
+    QUOTING = "quoting"  # the maker has another live quote on the RFQ: replace that
+    HALTED = "halted"  # the maker is halted (protection or kill switch) until reset
 
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
     outcome: PutOutcome
-    quote: StoredQuote | None  # the live quote after the call (None when taken)
-    replaced: str | None = None  # the maker's previous quote id it superseded
+    quote: StoredQuote | None = None  # the live quote after the call, if any
+    detail: str = ""  # the other live quote id (QUOTING) or why it is halted
+
+
+class Fate(StrEnum):
+    """Why a quote is not live (any more)."""
+
+    TAKEN = "taken"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+    REPLACED = "replaced"
+    UNKNOWN = "unknown"  # never stored here, or gone for longer than the tombstones last
 
 
 class TakeOutcome(StrEnum):
     TAKEN = "taken"
     ALREADY_TAKEN = "already_taken"
-    MISSING = "missing"  # expired, withdrawn, replaced or never existed
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+    REPLACED = "replaced"
+    UNKNOWN = "unknown"
+
+
+class ChangeOutcome(StrEnum):
+    """What a maker's replace or withdraw did."""
+
+    DONE = "done"
+    NOT_FOUND = "not_found"  # no quote of this maker by that id
+    NOT_LIVE = "not_live"  # its quote, but no longer live: `fate` says why
+    HALTED = "halted"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    outcome: ChangeOutcome
+    quote: StoredQuote | None = None  # the quote withdrawn or replaced
+    fate: Fate | None = None
+    detail: str = ""
 
 
 def quote_key(rfq_id: str, quote_id: str) -> str:
-    return f"quote:{{{rfq_id}}}:{quote_id}"
+    return f"{_QUOTE}{{{rfq_id}}}:{quote_id}"
+
+
+def fate_key(rfq_id: str, quote_id: str) -> str:
+    return f"{_FATE}{{{rfq_id}}}:{quote_id}"
 
 
 def taken_key(rfq_id: str, quote_id: str) -> str:
@@ -68,83 +122,251 @@ def taken_key(rfq_id: str, quote_id: str) -> str:
 
 
 def maker_key(rfq_id: str, maker: str) -> str:
-    return f"maker-quote:{{{rfq_id}}}:{maker}"
+    return f"{_MAKER}{{{rfq_id}}}:{maker}"
 
 
-# KEYS: quote key, maker pointer, taken key. ARGV: quote json, valid_until ms,
-# quote id, key prefix of this RFQ's quotes. Supersedes the maker's previous quote.
-_PUT = """
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return {'taken', ''}
+def live_key(maker: str) -> str:
+    return f"live-quotes:{maker}"
+
+
+def halt_key(maker: str) -> str:
+    return f"halted:{maker}"
+
+
+def _member(rfq_id: str, quote_id: str) -> str:
+    return f"{rfq_id}\n{quote_id}"
+
+
+_LIB = """
+local function split(value)
+  local sep = string.find(value, '\\n', 1, true)
+  return string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
 end
-local existing = redis.call('GET', KEYS[1])
-if existing then
-  return {'exists', existing}
+local function fate_of(key)
+  local value = redis.call('GET', key)
+  if not value then return nil, nil end
+  return split(value)
 end
-local previous = redis.call('GET', KEYS[2])
-if previous and previous ~= ARGV[3] then
-  redis.call('DEL', ARGV[4] .. previous)
+local function not_live(state)
+  if state == 'live' then return 'expired' end
+  return state
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[2])
-return {'stored', previous or ''}
+local function retire(q, f, m, l, qid, member, state, maker, ttl_ms)
+  redis.call('DEL', q)
+  redis.call('SET', f, state .. '\\n' .. maker, 'PX', ttl_ms)
+  redis.call('ZREM', l, member)
+  if redis.call('GET', m) == qid then redis.call('DEL', m) end
+end
+local function store(q, f, m, l, json, qid, member, maker, until_ms, fate_until_ms)
+  local now = redis.call('TIME')
+  -- the index forgets quotes that expired, so it holds no more than the live ones
+  redis.call('ZREMRANGEBYSCORE', l, '-inf', '(' .. (now[1] * 1000 + math.floor(now[2] / 1000)))
+  redis.call('SET', q, json, 'PXAT', until_ms)
+  redis.call('SET', f, 'live\\n' .. maker, 'PXAT', fate_until_ms)
+  redis.call('SET', m, qid, 'PXAT', until_ms)
+  redis.call('ZADD', l, until_ms, member)
+  if redis.call('PEXPIRETIME', l) < tonumber(until_ms) then
+    redis.call('PEXPIREAT', l, until_ms)
+  end
+end
 """
 
-# KEYS: quote key, taken key. ARGV: taker (accept command id), taken-record ttl ms.
-_TAKE = """
+# KEYS: quote, taken, fate, maker pointer, maker index, halt.
+# ARGV: quote json, quote id, index member, maker, valid_until ms, fate until ms.
+_PUT = (
+    _LIB
+    + """
+local halted = redis.call('GET', KEYS[6])
+if halted then return {'halted', halted} end
+local existing = redis.call('GET', KEYS[1])
+if existing then return {'exists', existing} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'taken', ''} end
+local state = fate_of(KEYS[3])
+if state then return {'gone', not_live(state)} end
+local current = redis.call('GET', KEYS[4])
+if current and current ~= ARGV[2] then return {'quoting', current} end
+store(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return {'stored', ''}
+"""
+)
+
+# KEYS: old quote, old fate, maker pointer, maker index, halt, new quote, new fate.
+# ARGV: maker, old id, old member, new json, new id, new member, valid_until ms,
+# fate until ms, tombstone ttl ms.
+_REPLACE = (
+    _LIB
+    + """
+local halted = redis.call('GET', KEYS[5])
+if halted then return {'halted', halted, ''} end
+local state, owner = fate_of(KEYS[2])
+if owner ~= ARGV[1] then return {'not_found', '', ''} end
+local old = redis.call('GET', KEYS[1])
+if not old then return {'not_live', not_live(state), ''} end
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return redis.error_reply('replacement quote id ' .. ARGV[5] .. ' was used before')
+end
+retire(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], 'replaced', ARGV[1], ARGV[9])
+store(KEYS[6], KEYS[7], KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], ARGV[1], ARGV[7], ARGV[8])
+return {'done', '', old}
+"""
+)
+
+# KEYS: quote, fate, maker pointer, maker index. ARGV: maker, id, member, tombstone ttl.
+_WITHDRAW = (
+    _LIB
+    + """
+local state, owner = fate_of(KEYS[2])
+if owner ~= ARGV[1] then return {'not_found', '', ''} end
+local quote = redis.call('GET', KEYS[1])
+if not quote then return {'not_live', not_live(state), ''} end
+retire(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], 'withdrawn', ARGV[1], ARGV[4])
+return {'done', '', quote}
+"""
+)
+
+# KEYS: quote, taken, fate, maker pointer, maker index.
+# ARGV: taker (accept command id), taken-record ttl ms, quote id, member.
+_TAKE = (
+    _LIB
+    + """
 local quote = redis.call('GET', KEYS[1])
 if quote then
-  redis.call('DEL', KEYS[1])
+  local maker = cjson.decode(quote)['maker']
+  retire(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[4], 'taken', maker, ARGV[2])
   redis.call('SET', KEYS[2], ARGV[1] .. '\\n' .. quote, 'PX', ARGV[2])
   return {'taken', quote}
 end
 local record = redis.call('GET', KEYS[2])
 if record then
-  local sep = string.find(record, '\\n', 1, true)
-  if string.sub(record, 1, sep - 1) == ARGV[1] then
-    return {'taken', string.sub(record, sep + 1)}
-  end
+  local taker, taken = split(record)
+  if taker == ARGV[1] then return {'taken', taken} end
   return {'already_taken', ''}
 end
-return {'missing', ''}
+local state = fate_of(KEYS[3])
+if not state then return {'unknown', ''} end
+if state == 'taken' then return {'already_taken', ''} end
+return {not_live(state), ''}
 """
+)
+
+# KEYS: maker index, halt. ARGV: maker, halt reason ('' to leave it quoting),
+# tombstone ttl, and the key prefixes of quotes, fates and maker pointers, so the
+# keys of each indexed quote are spelled by the same code as everywhere else.
+_WITHDRAW_ALL = (
+    _LIB
+    + """
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+local withdrawn = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local rfq, qid = split(member)
+  local tag = '{' .. rfq .. '}:'
+  local q = ARGV[4] .. tag .. qid
+  local quote = redis.call('GET', q)
+  if quote then
+    local f, m = ARGV[5] .. tag .. qid, ARGV[6] .. tag .. ARGV[1]
+    retire(q, f, m, KEYS[1], qid, member, 'withdrawn', ARGV[1], ARGV[3])
+    table.insert(withdrawn, quote)
+  end
+end
+redis.call('DEL', KEYS[1])
+return withdrawn
+"""
+)
 
 
 class QuoteBook:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._put = redis.register_script(_PUT)
+        self._replace = redis.register_script(_REPLACE)
+        self._withdraw = redis.register_script(_WITHDRAW)
         self._take = redis.register_script(_TAKE)
+        self._withdraw_all = redis.register_script(_WITHDRAW_ALL)
 
     async def put(self, quote: StoredQuote) -> PutResult:
-        """Stores a quote unless its id is live or was taken; supersedes the maker's
-        previous quote on the RFQ."""
+        """Stores a new quote. Refused while the maker is halted, when the maker
+        already has another live quote on the RFQ, or when this id was ever used
+        and is not live; the same live id again is EXISTS with the stored quote."""
         outcome, value = await self._put(
             keys=[
                 quote_key(quote.rfq_id, quote.quote_id),
-                maker_key(quote.rfq_id, quote.maker),
                 taken_key(quote.rfq_id, quote.quote_id),
+                fate_key(quote.rfq_id, quote.quote_id),
+                maker_key(quote.rfq_id, quote.maker),
+                live_key(quote.maker),
+                halt_key(quote.maker),
             ],
             args=[
                 quote.to_json(),
-                quote.valid_until_ms,
                 quote.quote_id,
-                quote_key(quote.rfq_id, ""),
+                _member(quote.rfq_id, quote.quote_id),
+                quote.maker,
+                quote.valid_until_ms,
+                quote.valid_until_ms + TOMBSTONE_TTL_MS,
             ],
         )
         result = PutOutcome(_text(outcome))
-        if result is PutOutcome.TAKEN:
-            return PutResult(result, None)
+        if result is PutOutcome.STORED:
+            return PutResult(result, quote)
         if result is PutOutcome.EXISTS:
             return PutResult(result, StoredQuote.from_json(value))
-        return PutResult(result, quote, _text(value) or None)
+        return PutResult(result, None, _text(value))
+
+    async def replace(self, old_quote_id: str, quote: StoredQuote) -> ChangeResult:
+        """Atomically supersedes the maker's live quote `old_quote_id` with `quote`
+        (same RFQ, same maker, a new id): afterwards the old one cannot be taken."""
+        rfq_id, maker = quote.rfq_id, quote.maker
+        outcome, value, old = await self._replace(
+            keys=[
+                quote_key(rfq_id, old_quote_id),
+                fate_key(rfq_id, old_quote_id),
+                maker_key(rfq_id, maker),
+                live_key(maker),
+                halt_key(maker),
+                quote_key(rfq_id, quote.quote_id),
+                fate_key(rfq_id, quote.quote_id),
+            ],
+            args=[
+                maker,
+                old_quote_id,
+                _member(rfq_id, old_quote_id),
+                quote.to_json(),
+                quote.quote_id,
+                _member(rfq_id, quote.quote_id),
+                quote.valid_until_ms,
+                quote.valid_until_ms + TOMBSTONE_TTL_MS,
+                TOMBSTONE_TTL_MS,
+            ],
+        )
+        return _change(outcome, value, old)
+
+    async def withdraw(self, rfq_id: str, quote_id: str, maker: str) -> ChangeResult:
+        """Withdraws the maker's live quote; another maker's quote is NOT_FOUND."""
+        outcome, value, quote = await self._withdraw(
+            keys=[
+                quote_key(rfq_id, quote_id),
+                fate_key(rfq_id, quote_id),
+                maker_key(rfq_id, maker),
+                live_key(maker),
+            ],
+            args=[maker, quote_id, _member(rfq_id, quote_id), TOMBSTONE_TTL_MS],
+        )
+        return _change(outcome, value, quote)
 
     async def take(
-        self, rfq_id: str, quote_id: str, taker: str
+        self, rfq_id: str, quote_id: str, *, taker: str, maker: str
     ) -> tuple[TakeOutcome, StoredQuote | None]:
+        """Takes a live quote for the accept command `taker`; `maker` is the quote's
+        maker, whose index of live quotes loses it."""
         outcome, raw = await self._take(
-            keys=[quote_key(rfq_id, quote_id), taken_key(rfq_id, quote_id)],
-            args=[taker, TAKEN_RECORD_TTL_MS],
+            keys=[
+                quote_key(rfq_id, quote_id),
+                taken_key(rfq_id, quote_id),
+                fate_key(rfq_id, quote_id),
+                maker_key(rfq_id, maker),
+                live_key(maker),
+            ],
+            args=[taker, TAKEN_RECORD_TTL_MS, quote_id, _member(rfq_id, quote_id)],
         )
         result = TakeOutcome(_text(outcome))
         return result, StoredQuote.from_json(raw) if result is TakeOutcome.TAKEN else None
@@ -156,8 +378,38 @@ class QuoteBook:
             return None
         return _text(record).split("\n", 1)[0]
 
-    async def withdraw(self, rfq_id: str, quote_id: str) -> bool:
-        return bool(await self._redis.delete(quote_key(rfq_id, quote_id)))
+    async def withdraw_all(self, maker: str, *, halt: str | None = None) -> list[StoredQuote]:
+        """Withdraws every live quote of the maker at once and, given a reason,
+        halts it: no quote is stored for it again until `resume`."""
+        withdrawn = await self._withdraw_all(
+            keys=[live_key(maker), halt_key(maker)],
+            args=[maker, halt or "", TOMBSTONE_TTL_MS, _QUOTE, _FATE, _MAKER],
+        )
+        return [StoredQuote.from_json(raw) for raw in withdrawn]
+
+    async def halted(self, maker: str) -> str | None:
+        """Why the maker is halted, or None when it may quote."""
+        reason = await self._redis.get(halt_key(maker))
+        return None if reason is None else _text(reason)
+
+    async def resume(self, maker: str) -> bool:
+        """Lifts a halt; False if the maker was not halted."""
+        return bool(await self._redis.delete(halt_key(maker)))
+
+    async def live(self, maker: str, now_ms: int) -> list[tuple[str, str]]:
+        """(rfq_id, quote_id) of the maker's quotes still valid at `now_ms`."""
+        members = await self._redis.zrangebyscore(live_key(maker), now_ms, "+inf")
+        pairs = [_text(m).split("\n", 1) for m in members if isinstance(m, bytes | str)]
+        return [(rfq_id, quote_id) for rfq_id, quote_id in pairs]
+
+
+def _change(outcome: bytes | str, value: bytes | str, quote: bytes | str) -> ChangeResult:
+    result = ChangeOutcome(_text(outcome))
+    if result is ChangeOutcome.DONE:
+        return ChangeResult(result, StoredQuote.from_json(quote))
+    if result is ChangeOutcome.NOT_LIVE:
+        return ChangeResult(result, fate=Fate(_text(value)))
+    return ChangeResult(result, detail=_text(value))
 
 
 def _text(value: bytes | str) -> str:

@@ -153,6 +153,19 @@ class Settings(BaseSettings):
         gt=0,
         description="a bot silent for this long is dropped and its quotes withdrawn",
     )
+    calendar: Literal["exchange", "always_open"] = Field(
+        default="exchange",
+        description="trading sessions: `exchange` (crypto 24/7, FX 24/5) or `always_open`",
+    )
+    settlement_max_attempts: int = Field(
+        default=5, ge=1, description="attempts to settle a trade before it is announced as failed"
+    )
+    settlement_retry_base_ms: int = Field(
+        default=500, gt=0, description="wait before a second settlement attempt; doubles each time"
+    )
+    settlement_retry_max_ms: int = Field(
+        default=30_000, gt=0, description="longest wait between two settlement attempts"
+    )
 
     state_dir: Path = Field(
         default=Path(".otc"),

@@ -1,10 +1,10 @@
 """order_core's unit of work: the shared one, plus the audit trail.
 
-Every state change and every recorded quote leaves order_core as an outbox
-message, so appending those messages to the audit trail at commit time audits
-exactly what was published, in the same transaction, without each handler having
-to remember it. The records are read back from the buffered envelopes, so the
-trail has the very event id and timestamp that consumers see.
+Every state change, every recorded quote and every recorded withdrawal leaves
+order_core as an outbox message, so appending those messages to the audit trail at
+commit time audits exactly what was published, in the same transaction, without
+each handler having to remember it. The records are read back from the buffered
+envelopes, so the trail has the very event id and timestamp that consumers see.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def audit_record(msg: Message) -> AuditRecord | None:
         rfq_id = payload.rfq_id
     elif isinstance(payload, ev.QuoteRecorded):
         rfq_id = payload.quote.rfq_id
+    elif isinstance(payload, ev.QuoteWithdrawalRecorded):
+        rfq_id = payload.withdrawal.rfq_id
     else:
         return None
     return AuditRecord(

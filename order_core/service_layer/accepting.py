@@ -34,6 +34,16 @@ from otc.sides import from_proto
 
 log = get_logger(__name__)
 
+# Why a quote could not be taken, as the trader's 409 says it.
+TAKE_REFUSALS: dict[TakeOutcome, tuple[str, str]] = {
+    TakeOutcome.ALREADY_TAKEN: ("quote_taken", "quote was already accepted"),
+    TakeOutcome.EXPIRED: ("quote_expired", "quote has expired"),
+    TakeOutcome.WITHDRAWN: ("quote_withdrawn", "the market maker withdrew the quote"),
+    TakeOutcome.REPLACED: ("quote_replaced", "the market maker replaced the quote with a new one"),
+    # recorded here, so it was stored once: gone for longer than its tombstone
+    TakeOutcome.UNKNOWN: ("quote_expired", "quote has expired"),
+}
+
 
 async def on_accept_quote(ctx: Context, msg: Message) -> None:
     cmd = msg.payload
@@ -64,13 +74,11 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
         await _undo_earlier_attempt(ctx, order.rfq_id, cmd.quote_id, command_id)
         return await refuse(ctx, msg, order.rfq_id, exc.code, exc.message)
 
-    taken, _ = await ctx.quotes.take(order.rfq_id, quote.quote_id, taker=command_id)
-    if taken is TakeOutcome.MISSING:
-        return await refuse(
-            ctx, msg, order.rfq_id, "quote_expired", "quote has expired or was withdrawn"
-        )
-    if taken is TakeOutcome.ALREADY_TAKEN:
-        return await refuse(ctx, msg, order.rfq_id, "quote_taken", "quote was already accepted")
+    taken, _ = await ctx.quotes.take(
+        order.rfq_id, quote.quote_id, taker=command_id, maker=quote.maker
+    )
+    if taken is not TakeOutcome.TAKEN:
+        return await refuse(ctx, msg, order.rfq_id, *TAKE_REFUSALS[taken])
 
     reservation_id = derived_id("reservation", command_id)
     currency = INSTRUMENTS[order.instrument].quote

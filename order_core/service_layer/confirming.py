@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from prometheus_client import Counter
+
 from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import OrderEvent, OrderState
+from order_core.domain.order import Order
 from order_core.service_layer import messages
 from order_core.service_layer.context import (
     CONSUMER,
@@ -18,8 +21,15 @@ from otc.bus.envelope import Message
 from otc.contracts import events_pb2 as ev
 from otc.ids import derived_id
 from otc.logging import get_logger
+from otc.money import InvalidDecimal, fmt, parse_decimal
 
 log = get_logger(__name__)
+
+LAST_LOOKS_IGNORED = Counter(
+    "otc_last_look_answers_ignored_total",
+    "Last-look answers order_core ignored: too late, or from another maker",
+    ["reason"],
+)
 
 
 async def on_last_look_response(ctx: Context, msg: Message) -> None:
@@ -28,17 +38,25 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
     if await already_processed(ctx, msg.event_id):
         return
     async with ctx.engine.connect() as conn:
-        order = await OrderRepository(conn).get(p.rfq_id)
+        repo = OrderRepository(conn)
+        order = await repo.get(p.rfq_id)
+        accepted = await repo.get_quote(order.accepted_quote_id or "") if order else None
     if order is None:
         raise unknown_order(ctx, msg, p.rfq_id, may_be_early=False)
     pending = (
         order.state is OrderState.PENDING_CONFIRMATION and order.reservation_id == p.reservation_id
     )
-    event, reason = OrderEvent.COUNTERPARTY_REJECT, p.reason or "rejected by the market maker"
     deadline = order.lastlook_deadline
+    if pending and accepted is not None and p.maker != accepted.maker:
+        # Only the maker of the accepted quote may confirm or reject it.
+        return await _ignore(ctx, msg, p, "other_maker", "last-look answer from another maker")
     if pending and deadline is not None and ctx.clock.now() > deadline:
-        # Too late: a confirmation after the window must not commit credit.
-        event, reason = OrderEvent.LAST_LOOK_TIMEOUT, "the market maker answered too late"
+        # Too late: the sweeper times the order out and releases its credit.
+        return await _ignore(ctx, msg, p, "late", "last-look answer after the window")
+    event, reason = OrderEvent.COUNTERPARTY_REJECT, p.reason or "rejected by the market maker"
+    mismatch = _mismatch(order, p) if pending and p.confirmed else None
+    if mismatch is not None:
+        reason = f"confirmation refused: {mismatch}"
         await ctx.risk.release(p.reservation_id, reason)
     elif pending and p.confirmed:
         answer = await ctx.risk.commit(p.reservation_id)
@@ -83,6 +101,27 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
 
     await retry_on_conflict(step)
     log.info("last look answered", rfq_id=p.rfq_id, outcome=event.value, reason=reason)
+
+
+def _mismatch(order: Order, p: ev.LastLookResponse) -> str | None:
+    """Why a confirmation does not confirm the accepted quote, or None if it does."""
+    if p.quote_id != order.accepted_quote_id:
+        return f"it names quote {p.quote_id!r}, not the accepted quote {order.accepted_quote_id}"
+    try:
+        price = parse_decimal(p.price, field="price", positive=True)
+    except InvalidDecimal:
+        return f"its price {p.price!r} is not the accepted price {order.price}"
+    if price != order.price:
+        return f"its price {fmt(price)} is not the accepted price {order.price}"
+    return None
+
+
+async def _ignore(ctx: Context, msg: Message, p: ev.LastLookResponse, label: str, why: str) -> None:
+    async with ctx.uow() as uow:
+        if await uow.mark_processed(CONSUMER, msg.event_id):
+            await uow.commit()
+    LAST_LOOKS_IGNORED.labels(label).inc()
+    log.warning(f"{why} ignored", rfq_id=p.rfq_id, maker=p.maker, quote_id=p.quote_id)
 
 
 async def _on_settlement(

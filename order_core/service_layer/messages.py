@@ -49,6 +49,21 @@ def quote_recorded(order: Order, submitted: ev.QuoteSubmitted) -> ev.QuoteRecord
     return ev.QuoteRecorded(requester=order.requester, quote=submitted)
 
 
+def quote_withdrawal_recorded(
+    order: Order, withdrawal: ev.QuoteWithdrawn
+) -> ev.QuoteWithdrawalRecorded:
+    return ev.QuoteWithdrawalRecorded(requester=order.requester, withdrawal=withdrawal)
+
+
+def replaced(old: Quote, at: datetime) -> ev.QuoteWithdrawn:
+    """The withdrawal a replacement quote implies for the quote it supersedes."""
+    withdrawal = ev.QuoteWithdrawn(
+        rfq_id=old.rfq_id, quote_id=old.quote_id, maker=old.maker, reason="replaced"
+    )
+    withdrawal.withdrawn_at.FromDatetime(at)
+    return withdrawal
+
+
 def last_look_request(order: Order, quote: Quote, deadline: datetime) -> ev.LastLookRequested:
     assert order.trade_side is not None
     assert order.price is not None

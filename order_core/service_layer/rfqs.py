@@ -1,6 +1,8 @@
-"""RFQs arriving, quotes arriving, and the trader cancelling."""
+"""RFQs arriving, quotes arriving and withdrawn, and the trader cancelling."""
 
 from __future__ import annotations
+
+from prometheus_client import Counter
 
 from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState
@@ -25,6 +27,10 @@ from otc.money import InvalidDecimal, parse_decimal
 from otc.sides import from_proto
 
 log = get_logger(__name__)
+
+QUOTES_REFUSED = Counter(
+    "otc_order_core_quotes_refused_total", "Quotes order_core would not record", ["reason"]
+)
 
 
 async def on_rfq_requested(ctx: Context, msg: Message) -> None:
@@ -95,6 +101,13 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
                 raise unknown_order(ctx, msg, quote.rfq_id, may_be_early=True)
             if quote.maker not in order.counterparties:
                 raise InvalidMessage(f"{quote.maker} was not asked to quote on {order.rfq_id}")
+            if quote.maker == order.requester:
+                # Never QUOTED on its own RFQ: the maker side cannot check an
+                # anonymous RFQ, so this is where a self-trade is stopped for sure.
+                QUOTES_REFUSED.labels("self_trade").inc()
+                log.warning("quote on the maker's own RFQ not recorded", rfq_id=order.rfq_id)
+                await uow.commit()
+                return
             if order.state in (OrderState.RFQ_SENT, OrderState.QUOTED):
                 before = order.state
                 order.apply(OrderEvent.RECEIVE_QUOTE, now)
@@ -107,6 +120,18 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
                 return
             # Kept during a last look too: the order may come back to QUOTED.
             if await repo.add_quote(quote, now):
+                old = await repo.get_quote(p.replaces_quote_id) if p.replaces_quote_id else None
+                if old is not None and (old.rfq_id, old.maker) == (quote.rfq_id, quote.maker):
+                    # the trader sees the old quote go before the new one arrives
+                    uow.emit(
+                        topics.ORDER_EVENTS,
+                        order.rfq_id,
+                        messages.quote_withdrawal_recorded(
+                            order, messages.replaced(old, msg.occurred_at)
+                        ),
+                        correlation_id=msg.correlation_id or order.rfq_id,
+                        causation_id=msg.event_id,
+                    )
                 uow.emit(
                     topics.ORDER_EVENTS,
                     order.rfq_id,
@@ -114,6 +139,40 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
                     correlation_id=msg.correlation_id or order.rfq_id,
                     causation_id=msg.event_id,
                 )
+            await uow.commit()
+
+    await retry_on_conflict(step)
+
+
+async def on_quote_withdrawn(ctx: Context, msg: Message) -> None:
+    p = msg.payload
+    assert isinstance(p, ev.QuoteWithdrawn)
+    if not p.rfq_id or not p.quote_id or not p.maker:
+        raise InvalidMessage("QuoteWithdrawn needs rfq_id, quote_id and maker")
+
+    async def step() -> None:
+        async with ctx.uow() as uow:
+            if not await uow.mark_processed(CONSUMER, msg.event_id):
+                return
+            repo = OrderRepository(uow.conn)
+            order = await repo.get(p.rfq_id)
+            if order is None:
+                # its quote came first on this partition and already waited for the RFQ
+                raise unknown_order(ctx, msg, p.rfq_id, may_be_early=False)
+            quote = await repo.get_quote(p.quote_id)
+            if quote is None or (quote.rfq_id, quote.maker) != (p.rfq_id, p.maker):
+                # Its quote came first on this partition, so it was never recorded
+                # (refused) or is another maker's: nothing to take back.
+                log.warning("withdrawal of a quote not on record", rfq_id=p.rfq_id, maker=p.maker)
+            elif order.state in (OrderState.QUOTED, OrderState.PENDING_CONFIRMATION):
+                uow.emit(
+                    topics.ORDER_EVENTS,
+                    order.rfq_id,
+                    messages.quote_withdrawal_recorded(order, p),
+                    correlation_id=msg.correlation_id or order.rfq_id,
+                    causation_id=msg.event_id,
+                )
+                log.info("quote withdrawn", rfq_id=p.rfq_id, maker=p.maker, reason=p.reason)
             await uow.commit()
 
     await retry_on_conflict(step)

@@ -58,10 +58,16 @@ class Platform:
         makers: tuple[tuple[str, str], ...] = DEMO_MAKERS,
         env: dict[str, str] | None = None,
         risk_port: int | None = None,
+        mm_http_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir.resolve()
         self.http_port = http_port if http_port is not None else settings.http_port
+        # a platform on a port of its choosing (tests, a one-off demo) must not take
+        # the gateway's default port from one that `otc up` runs
+        if mm_http_port is None:
+            mm_http_port = settings.mm_http_port if http_port is None else free_port()
+        self.mm_http_port = mm_http_port
         self.log_dir = log_dir
         self.makers = makers
         self.extra_env = env or {}
@@ -116,12 +122,24 @@ class Platform:
     # -- services ---------------------------------------------------------------
 
     def service_specs(self) -> list[ServiceSpec]:
+        core_port = free_port()  # order_core serves the audit API on its ops port
         specs = [
             ServiceSpec("risk-limits", ["risk-limits"], free_port()),
-            ServiceSpec("order-core", ["order-core"], free_port()),
+            ServiceSpec("order-core", ["order-core"], core_port),
             ServiceSpec("settlement", ["settlement"], free_port()),
-            ServiceSpec("rfq-service", ["rfq-service"], self.http_port),
+            ServiceSpec(
+                "rfq-service",
+                ["rfq-service"],
+                self.http_port,
+                {"OTC_AUDIT_API_URL": f"http://127.0.0.1:{core_port}"},
+            ),
             ServiceSpec("price-feed", ["price-feed"], free_port()),
+            ServiceSpec(
+                "mm-gateway",
+                ["mm-gateway"],
+                self.mm_http_port,
+                {"OTC_MM_HTTP_PORT": str(self.mm_http_port)},
+            ),
         ]
         for maker, strategy in self.makers:
             specs.append(

@@ -1,1 +1,1 @@
-"""The quoter's I/O: the reference-price reader, the quote book and the wire contracts."""
+"""The quoting side's I/O: reference prices, the protection window and the wire contracts."""

@@ -7,6 +7,7 @@ dead-letters, so a strategy only ever sees well-formed views.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar
@@ -16,7 +17,7 @@ from google.protobuf.message import Message as ProtoMessage
 from otc.bus.envelope import InvalidMessage, Message
 from otc.contracts import events_pb2
 from otc.instruments import INSTRUMENTS, Instrument
-from otc.money import InvalidDecimal, parse_decimal
+from otc.money import InvalidDecimal, fmt, parse_decimal
 from otc.quote_book import StoredQuote
 from quoting_service.strategy import RfqView, Side, TradeView
 
@@ -46,8 +47,24 @@ def rfq_view(rfq: events_pb2.RfqRequested) -> RfqView:
         side=_side(rfq.side),
         quantity=_positive(rfq.quantity, "quantity"),
         expires_at=rfq.expires_at.ToDatetime(tzinfo=UTC),
-        requester=None if rfq.anonymous else rfq.requester,
+        requester=None if rfq.anonymous or not rfq.requester else rfq.requester,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LastLook:
+    """A last-look request as the runtime handles it: the strategy's view of the
+    trade, plus what the answer must name and when it must arrive by."""
+
+    trade: TradeView
+    reservation_id: str
+    deadline: datetime | None
+
+
+def last_look(request: events_pb2.LastLookRequested) -> LastLook:
+    if not request.reservation_id:
+        raise InvalidMessage(f"last look on {request.rfq_id} has no reservation_id")
+    return LastLook(trade_view(request), request.reservation_id, deadline_of(request))
 
 
 def trade_view(request: events_pb2.LastLookRequested) -> TradeView:
@@ -66,7 +83,7 @@ def trade_view(request: events_pb2.LastLookRequested) -> TradeView:
     )
 
 
-def quote_submitted(quote: StoredQuote) -> events_pb2.QuoteSubmitted:
+def quote_submitted(quote: StoredQuote, replaces: str = "") -> events_pb2.QuoteSubmitted:
     event = events_pb2.QuoteSubmitted(
         rfq_id=quote.rfq_id,
         quote_id=quote.quote_id,
@@ -75,9 +92,32 @@ def quote_submitted(quote: StoredQuote) -> events_pb2.QuoteSubmitted:
         bid_px=quote.bid_px,
         offer_px=quote.offer_px,
         quantity=quote.quantity,
+        replaces_quote_id=replaces,
     )
     event.valid_until.FromMilliseconds(quote.valid_until_ms)
     return event
+
+
+def quote_withdrawn(quote: StoredQuote, reason: str, at: datetime) -> events_pb2.QuoteWithdrawn:
+    event = events_pb2.QuoteWithdrawn(
+        rfq_id=quote.rfq_id, quote_id=quote.quote_id, maker=quote.maker, reason=reason
+    )
+    event.withdrawn_at.FromDatetime(at)
+    return event
+
+
+def last_look_response(
+    look: LastLook, maker: str, *, confirmed: bool, reason: str, quote_id: str, price: Decimal
+) -> events_pb2.LastLookResponse:
+    return events_pb2.LastLookResponse(
+        rfq_id=look.trade.rfq_id,
+        quote_id=quote_id,
+        maker=maker,
+        reservation_id=look.reservation_id,
+        confirmed=confirmed,
+        reason=reason,
+        price=fmt(price) if confirmed else "",
+    )
 
 
 def deadline_of(request: events_pb2.LastLookRequested) -> datetime | None:

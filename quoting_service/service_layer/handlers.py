@@ -1,5 +1,7 @@
-"""The quoter's message handlers: price an RFQ addressed to this maker, answer its
-last looks. Registered by payload type in `HANDLERS`; other types are not ours.
+"""The in-process runtime's message handlers: price an RFQ addressed to this maker
+with its strategy, answer its last looks. Registered by payload type in `HANDLERS`;
+other types are not ours. What the strategy returns goes through the maker's desk,
+the same code path a bot's messages take.
 
 Both are safe to run twice on one message. A quote's id is derived from the RFQ and
 the maker, and a redelivered RFQ republishes the stored quote rather than pricing
@@ -12,28 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from otc.bus.envelope import Message
-from otc.bus.producer import Publisher
-from otc.bus.topics import LASTLOOK_RESPONSES, RFQ_QUOTES
-from otc.clock import Clock, to_millis
+from otc.clock import Clock
 from otc.contracts import events_pb2
 from otc.ids import derived_id
 from otc.logging import get_logger
-from otc.money import fmt
-from otc.quote_book import PutOutcome, StoredQuote
-from quoting_service.adapters.contracts import (
-    deadline_of,
-    payload_as,
-    quote_submitted,
-    rfq_view,
-    trade_view,
-)
-from quoting_service.adapters.market_data import MarketData
-from quoting_service.adapters.quotes import MakerQuotes
-from quoting_service.metrics import LAST_LOOKS, QUOTE_SECONDS, QUOTES_SUBMITTED
-from quoting_service.strategy import Confirm, RfqView, Strategy, quote_problem
+from quoting_service.adapters.contracts import last_look, payload_as, rfq_view
+from quoting_service.metrics import QUOTE_SECONDS
+from quoting_service.service_layer.desk import Cause, MakerDesk, Market, Refused
+from quoting_service.strategy import Confirm, Strategy
 
 log = get_logger(__name__)
 
@@ -42,9 +32,8 @@ log = get_logger(__name__)
 class Deps:
     maker: str
     strategy: Strategy
-    market: MarketData
-    quotes: MakerQuotes
-    publisher: Publisher
+    market: Market
+    desk: MakerDesk
     clock: Clock
 
 
@@ -56,102 +45,44 @@ async def on_rfq_requested(message: Message, deps: Deps) -> None:
     rfq = payload_as(message, events_pb2.RfqRequested)
     if deps.maker not in rfq.counterparties:
         return
-    if rfq.requester == deps.maker:
-        log.info("own RFQ not quoted", rfq_id=rfq.rfq_id)
-        return
     view = rfq_view(rfq)
-    now = deps.clock.now()
-    if view.expires_at <= now:
+    if view.requester == deps.maker:
+        log.info("own RFQ not quoted", rfq_id=view.rfq_id)
+        return
+    if view.expires_at <= deps.clock.now():
         log.info("expired RFQ not quoted", rfq_id=view.rfq_id)
         return
-    quote_id = derived_id("quote", view.rfq_id, deps.maker)
-    priced = _price(view, quote_id, deps, now)
-    if priced is None:
-        return
-    # Put-if-absent: a redelivered RFQ republishes the quote already live (same id,
-    # prices and event id) and never brings back one that was accepted.
-    put = await deps.quotes.put(priced)
-    if put.outcome is PutOutcome.TAKEN or put.quote is None:
-        log.info("RFQ redelivered after its quote was taken", rfq_id=view.rfq_id)
-        return
-    stored = put.quote
-    if put.outcome is PutOutcome.STORED:
-        QUOTES_SUBMITTED.labels(deps.maker).inc()
-    await deps.publisher.publish(
-        RFQ_QUOTES,
-        view.rfq_id,
-        quote_submitted(stored),
-        correlation_id=message.correlation_id,
-        causation_id=message.event_id,
-        event_id=derived_id("quote-submitted", stored.quote_id, str(stored.valid_until_ms)),
-    )
-    QUOTE_SECONDS.labels(deps.maker).observe(time.perf_counter() - received)
-    log.info(
-        "quote published",
-        rfq_id=view.rfq_id,
-        quote_id=quote_id,
-        bid_px=stored.bid_px,
-        offer_px=stored.offer_px,
-        republished=put.outcome is PutOutcome.EXISTS,
-    )
-
-
-def _price(view: RfqView, quote_id: str, deps: Deps, now: datetime) -> StoredQuote | None:
     quote = deps.strategy.quote(view, deps.market.view(view.instrument))
     if quote is None:
         log.info("strategy declined the RFQ", rfq_id=view.rfq_id)
-        return None
-    problem = quote_problem(view, quote)
-    if problem is not None:
-        log.error("strategy quote refused", rfq_id=view.rfq_id, problem=problem)
-        return None
-    valid_for = min(quote.valid_for, deps.strategy.config.quote_ttl)
-    return StoredQuote(
-        rfq_id=view.rfq_id,
-        quote_id=quote_id,
-        maker=deps.maker,
-        instrument=view.instrument.symbol,
-        bid_px="" if quote.bid_px is None else fmt(quote.bid_px),
-        offer_px="" if quote.offer_px is None else fmt(quote.offer_px),
-        quantity=fmt(view.quantity),
-        # whole milliseconds, so the Redis expiry and the published valid_until agree
-        valid_until_ms=to_millis(min(now + valid_for, view.expires_at)),
-    )
+        return
+    cause = Cause(message.correlation_id, message.event_id)
+    try:
+        await deps.desk.quote(
+            view, quote, cause, quote_id=derived_id("quote", view.rfq_id, deps.maker)
+        )
+    except Refused:
+        return  # logged and counted by the desk
+    QUOTE_SECONDS.labels(deps.maker).observe(time.perf_counter() - received)
 
 
 async def on_last_look_requested(message: Message, deps: Deps) -> None:
     request = payload_as(message, events_pb2.LastLookRequested)
     if request.maker != deps.maker:
         return
-    trade = trade_view(request)
-    deadline = deadline_of(request)
-    if deadline is not None and deadline <= deps.clock.now():
-        # the order core has already timed it out; a late confirm would only mislead
-        log.warning("last look past its deadline not answered", rfq_id=trade.rfq_id)
-        LAST_LOOKS.labels(deps.maker, "late").inc()
-        return
-    decision = deps.strategy.last_look(trade, deps.market.view(trade.instrument))
-    confirmed = isinstance(decision, Confirm)
-    reason = "" if isinstance(decision, Confirm) else decision.reason
-    response = events_pb2.LastLookResponse(
-        rfq_id=trade.rfq_id,
-        quote_id=trade.quote_id,
-        maker=deps.maker,
-        reservation_id=request.reservation_id,
-        confirmed=confirmed,
-        reason=reason,
-    )
-    await deps.publisher.publish(
-        LASTLOOK_RESPONSES,
-        trade.rfq_id,
-        response,
-        correlation_id=message.correlation_id,
-        causation_id=message.event_id,
-        event_id=derived_id("last-look-response", message.event_id),
-    )
-    outcome = "confirmed" if confirmed else "rejected"
-    LAST_LOOKS.labels(deps.maker, outcome).inc()
-    log.info("last look answered", rfq_id=trade.rfq_id, outcome=outcome, reason=reason)
+    look = last_look(request)
+    cause = Cause(message.correlation_id, message.event_id)
+    await deps.desk.last_look_requested(look, cause)
+    decision = deps.strategy.last_look(look.trade, deps.market.view(look.trade.instrument))
+    try:
+        await deps.desk.answer_last_look(
+            look,
+            cause,
+            confirmed=isinstance(decision, Confirm),
+            reason="" if isinstance(decision, Confirm) else decision.reason,
+        )
+    except Refused:
+        return  # too late: logged and counted by the desk
 
 
 HANDLERS: dict[str, Handler] = {

@@ -40,6 +40,7 @@ from otc.settings import Settings
 from quoting_service.bootstrap import build
 from quoting_service.entrypoints.quoter import Quoter
 from tests.kafka_tap import KafkaTap, Seen
+from tests.quoting_service.announce import announce
 
 QUOTE_TTL = timedelta(seconds=4)
 BTC = INSTRUMENTS["BTC-USD"]
@@ -145,6 +146,8 @@ def last_look(maker: str, *, price: str, deadline_in: timedelta) -> events_pb2.L
 async def send(
     harness: Harness, topic: str, payload: ProtoMessage, *, key: str, event_id: str | None = None
 ) -> str:
+    if isinstance(payload, events_pb2.RfqRequested):
+        await announce(harness.publisher, payload)
     return await harness.publisher.publish(
         topic, key, payload, correlation_id=f"corr-{key}", event_id=event_id
     )
@@ -229,7 +232,14 @@ async def test_a_quote_never_outlives_its_rfq(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["addressed to another maker", "its own RFQ", "already expired", "a bad payload"]
+    "case",
+    [
+        "addressed to another maker",
+        "its own RFQ",
+        "already expired",
+        "a bad payload",
+        "a block too large",
+    ],
 )
 async def test_an_rfq_it_must_not_quote_gets_no_quote(harness: Harness, case: str) -> None:
     request = {
@@ -237,6 +247,7 @@ async def test_an_rfq_it_must_not_quote_gets_no_quote(harness: Harness, case: st
         "its own RFQ": lambda: rfq([harness.maker, "MM-SOMEONE-ELSE"], requester=harness.maker),
         "already expired": lambda: rfq([harness.maker], expires_in=timedelta(seconds=-1)),
         "a bad payload": lambda: rfq([harness.maker], quantity="lots"),
+        "a block too large": lambda: rfq([harness.maker], quantity="1000"),
     }[case]()
     await send(harness, RFQ_REQUESTS, request, key=request.rfq_id)
     await sentinel_rfq(harness, request.rfq_id)
@@ -281,6 +292,7 @@ async def test_a_last_look_is_answered(harness: Harness, price: str, confirmed: 
     )
     assert response.confirmed is confirmed
     assert (response.reason == "") is confirmed
+    assert response.price == (request.price if confirmed else "")  # a confirm repeats it
 
 
 @pytest.mark.parametrize(

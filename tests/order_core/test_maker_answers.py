@@ -1,0 +1,302 @@
+"""What order_core makes of a maker's quotes and answers, in-process on the real
+servers: withdrawals and replacements reach the trader, a quote on the maker's own
+RFQ is never recorded, a refused accept says why, and only a timely confirmation
+by the accepted quote's maker, repeating its id and price, confirms.
+
+The maker here is one of the test's own, with credit lines of its own, so no
+running quoter answers its last looks behind the test's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from datetime import timedelta
+
+import grpc
+import pytest
+from google.protobuf.message import Message as ProtoMessage
+
+from order_core.service_layer.context import Context
+from otc.bus.envelope import Message, decode
+from otc.clock import SystemClock
+from otc.contracts import events_pb2 as ev
+from otc.contracts import risk_limits_pb2 as pb
+from otc.contracts import risk_limits_pb2_grpc as pb_grpc
+from otc.ids import derived_id, new_id
+from otc.infra.platform import Platform
+from otc.quote_book import StoredQuote
+from tests.order_core.scenario import TRADER, accept, deliver, message, order_state, rows
+
+
+@pytest.fixture(scope="module")
+async def maker(platform: Platform) -> str:
+    """A maker with credit lines to trade with TRADER-A and nothing quoting for it."""
+    name = f"MM-OC-{uuid.uuid4().hex[:8]}"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.risk_port}") as channel:
+        stub = pb_grpc.RiskLimitsStub(channel)
+        for party, counterparty in ((name, ""), (name, TRADER), (TRADER, name)):
+            await stub.SetCreditLine(
+                pb.SetCreditLineRequest(
+                    party=party, counterparty=counterparty, currency="USD", limit="10000000"
+                )
+            )
+    return name
+
+
+async def open_rfq(ctx: Context, maker: str, *, requester: str = TRADER) -> str:
+    rfq_id = new_id()
+    now = SystemClock().now()
+    rfq = ev.RfqRequested(
+        rfq_id=rfq_id,
+        client_rfq_id=rfq_id,
+        requester=requester,
+        instrument="BTC-USD",
+        side=ev.SIDE_BUY,
+        quantity="0.01",
+        counterparties=[maker],
+    )
+    rfq.created_at.FromDatetime(now)
+    rfq.expires_at.FromDatetime(now + timedelta(minutes=5))
+    await deliver(ctx, message(rfq, rfq_id))
+    return rfq_id
+
+
+async def submit(
+    ctx: Context, rfq_id: str, maker: str, *, replaces: str = "", offer: str = "65000"
+) -> str:
+    """A quote as the quoting service makes one: in Redis first, then published."""
+    quote_id = new_id()
+    valid_ms = int(time.time() * 1000) + 60_000
+    stored = StoredQuote(rfq_id, quote_id, maker, "BTC-USD", "", offer, "0.01", valid_ms)
+    if replaces:
+        assert (await ctx.quotes.replace(replaces, stored)).outcome.value == "done"
+    else:
+        assert (await ctx.quotes.put(stored)).outcome.value == "stored"
+    submitted = ev.QuoteSubmitted(
+        rfq_id=rfq_id,
+        quote_id=quote_id,
+        maker=maker,
+        instrument="BTC-USD",
+        offer_px=offer,
+        quantity="0.01",
+        replaces_quote_id=replaces,
+    )
+    submitted.valid_until.FromMilliseconds(valid_ms)
+    await deliver(ctx, message(submitted, rfq_id))
+    return quote_id
+
+
+def withdrawn(rfq_id: str, quote_id: str, maker: str, reason: str) -> Message:
+    event = ev.QuoteWithdrawn(rfq_id=rfq_id, quote_id=quote_id, maker=maker, reason=reason)
+    event.withdrawn_at.GetCurrentTime()
+    return message(event, rfq_id)
+
+
+def answer(
+    rfq_id: str, quote_id: str, maker: str, reservation_id: str, *, price: str, confirmed: bool
+) -> Message:
+    return message(
+        ev.LastLookResponse(
+            rfq_id=rfq_id,
+            quote_id=quote_id,
+            maker=maker,
+            reservation_id=reservation_id,
+            confirmed=confirmed,
+            price=price if confirmed else "",
+            reason="" if confirmed else "market moved",
+        ),
+        rfq_id,
+    )
+
+
+async def published(ctx: Context, rfq_id: str) -> list[ProtoMessage]:
+    found = await rows(
+        ctx, "SELECT payload FROM order_core.outbox WHERE key = :k ORDER BY id", k=rfq_id
+    )
+    return [decode(bytes(row["payload"])).payload for row in found]
+
+
+async def audited(ctx: Context, rfq_id: str) -> list[str]:
+    found = await rows(
+        ctx,
+        "SELECT event_type FROM order_core.audit_events WHERE rfq_id = :r ORDER BY seq",
+        r=rfq_id,
+    )
+    return [str(row["event_type"]) for row in found]
+
+
+async def pending(ctx: Context, rfq_id: str, quote_id: str) -> str:
+    """Accepts the quote; returns the reservation id of the accept."""
+    command = accept(rfq_id, quote_id)
+    await deliver(ctx, command)
+    assert await order_state(ctx, rfq_id) == "PENDING_CONFIRMATION"
+    return derived_id("reservation", command.event_id)
+
+
+async def reservation_status(ctx: Context, reservation_id: str) -> str:
+    [row] = await rows(
+        ctx, "SELECT status FROM risk.reservations WHERE reservation_id = :r", r=reservation_id
+    )
+    return str(row["status"])
+
+
+async def test_a_withdrawal_reaches_the_trader_and_the_audit_trail(
+    core: Context, maker: str
+) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker)
+    assert (await core.quotes.withdraw(rfq_id, quote_id, maker)).outcome.value == "done"
+    event = withdrawn(rfq_id, quote_id, maker, "repricing")
+    await deliver(core, event)
+    await deliver(core, event)  # redelivered: recorded once
+
+    recorded = [
+        p for p in await published(core, rfq_id) if isinstance(p, ev.QuoteWithdrawalRecorded)
+    ]
+    assert len(recorded) == 1
+    assert recorded[0].requester == TRADER
+    assert (recorded[0].withdrawal.quote_id, recorded[0].withdrawal.reason) == (
+        quote_id,
+        "repricing",
+    )
+    assert (await audited(core, rfq_id)).count("otc.v1.QuoteWithdrawalRecorded") == 1
+
+
+async def test_another_makers_withdrawal_is_not_recorded(core: Context, maker: str) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker)
+    await deliver(core, withdrawn(rfq_id, quote_id, "MM-2", "not mine"))
+    assert not [
+        p for p in await published(core, rfq_id) if isinstance(p, ev.QuoteWithdrawalRecorded)
+    ]
+
+
+async def test_a_replacement_withdraws_the_old_quote_before_recording_the_new(
+    core: Context, maker: str
+) -> None:
+    rfq_id = await open_rfq(core, maker)
+    old = await submit(core, rfq_id, maker)
+    new = await submit(core, rfq_id, maker, replaces=old, offer="65001")
+
+    trader_sees = [
+        p
+        for p in await published(core, rfq_id)
+        if isinstance(p, ev.QuoteWithdrawalRecorded | ev.QuoteRecorded)
+    ]
+    assert [type(p).__name__ for p in trader_sees] == [
+        "QuoteRecorded",
+        "QuoteWithdrawalRecorded",
+        "QuoteRecorded",
+    ]
+    gone, replacement = trader_sees[1], trader_sees[2]
+    assert isinstance(gone, ev.QuoteWithdrawalRecorded)
+    assert isinstance(replacement, ev.QuoteRecorded)
+    assert (gone.withdrawal.quote_id, gone.withdrawal.reason) == (old, "replaced")
+    assert (replacement.quote.quote_id, replacement.quote.replaces_quote_id) == (new, old)
+
+
+async def test_a_quote_on_the_makers_own_rfq_is_never_recorded(core: Context, maker: str) -> None:
+    rfq_id = await open_rfq(core, maker, requester=maker)
+    await submit(core, rfq_id, maker)
+    assert await order_state(core, rfq_id) == "RFQ_SENT"
+    assert await rows(core, "SELECT 1 FROM order_core.quotes WHERE rfq_id = :r", r=rfq_id) == []
+    assert not [p for p in await published(core, rfq_id) if isinstance(p, ev.QuoteRecorded)]
+
+
+@pytest.mark.parametrize(
+    ("gone", "code"),
+    [("withdrawn", "quote_withdrawn"), ("replaced", "quote_replaced"), ("taken", "quote_taken")],
+)
+async def test_an_accept_of_a_quote_that_is_gone_says_why(
+    core: Context, maker: str, gone: str, code: str
+) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker)
+    if gone == "withdrawn":
+        await core.quotes.withdraw(rfq_id, quote_id, maker)
+    elif gone == "replaced":
+        await submit(core, rfq_id, maker, replaces=quote_id)
+    else:
+        await core.quotes.take(rfq_id, quote_id, taker="someone else", maker=maker)
+    command = accept(rfq_id, quote_id)
+    await deliver(core, command)
+    [result] = [
+        p
+        for p in await published(core, rfq_id)
+        if isinstance(p, ev.CommandResult) and p.command_id == command.event_id
+    ]
+    assert (result.accepted, result.reason_code) == (False, code)
+    assert await order_state(core, rfq_id) == "QUOTED"
+
+
+@pytest.mark.parametrize("wrong", ["price", "quote_id"])
+async def test_a_confirmation_that_does_not_repeat_the_accepted_quote_rejects(
+    core: Context, maker: str, wrong: str
+) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker, offer="65000")
+    reservation_id = await pending(core, rfq_id, quote_id)
+    named, price = (quote_id, "65000.01") if wrong == "price" else (new_id(), "65000")
+    await deliver(core, answer(rfq_id, named, maker, reservation_id, price=price, confirmed=True))
+
+    assert await order_state(core, rfq_id) == "QUOTED"
+    assert await reservation_status(core, reservation_id) == "RELEASED"
+    [back] = [
+        p
+        for p in await published(core, rfq_id)
+        if isinstance(p, ev.OrderStateChanged) and p.event == "CounterpartyReject"
+    ]
+    assert "confirmation refused" in back.reason
+    assert f"the accepted {wrong.removesuffix('_id')}" in back.reason
+
+
+async def test_a_confirmation_repeating_the_quote_and_price_confirms(
+    core: Context, maker: str
+) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker, offer="65000.10")
+    reservation_id = await pending(core, rfq_id, quote_id)
+    # the same price written differently is the same price
+    await deliver(
+        core, answer(rfq_id, quote_id, maker, reservation_id, price="65000.1", confirmed=True)
+    )
+    assert await order_state(core, rfq_id) in ("CONFIRMED", "SETTLED")
+
+
+async def test_an_answer_from_another_maker_is_ignored(core: Context, maker: str) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker)
+    reservation_id = await pending(core, rfq_id, quote_id)
+    for confirmed in (False, True):
+        await deliver(
+            core,
+            answer(rfq_id, quote_id, "MM-2", reservation_id, price="65000", confirmed=confirmed),
+        )
+    assert await order_state(core, rfq_id) == "PENDING_CONFIRMATION"
+    assert await reservation_status(core, reservation_id) == "FROZEN"
+
+
+async def test_a_late_confirmation_is_ignored_and_the_order_times_out(
+    core: Context, maker: str
+) -> None:
+    short = dataclasses.replace(core, last_look_window=timedelta(milliseconds=1))
+    rfq_id = await open_rfq(short, maker)
+    quote_id = await submit(short, rfq_id, maker)
+    command = accept(rfq_id, quote_id)
+    await deliver(short, command)
+    reservation_id = derived_id("reservation", command.event_id)
+    await asyncio.sleep(0.01)  # past the 1 ms window
+    await deliver(
+        short, answer(rfq_id, quote_id, maker, reservation_id, price="65000", confirmed=True)
+    )
+
+    assert await reservation_status(core, reservation_id) != "COMMITTED"
+    # the sweeper (the platform's order_core runs one) falls the order back
+    deadline = time.monotonic() + 10
+    while await order_state(core, rfq_id) != "QUOTED":
+        assert time.monotonic() < deadline, "the late last look was never timed out"
+        await asyncio.sleep(0.05)
+    assert await reservation_status(core, reservation_id) == "RELEASED"
