@@ -11,6 +11,7 @@ from otc.bus.producer import Publisher
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
 from otc.http_server import http_server
+from otc.logging import get_logger
 from otc.outbox import OutboxRelay
 from otc.rate_limit import TokenBuckets
 from otc.settings import Settings
@@ -24,6 +25,8 @@ from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard
 from rfq_service.service_layer.replies import ReplyRegistry
+
+log = get_logger(__name__)
 
 
 class RfqService:
@@ -58,6 +61,16 @@ class RfqService:
             from_end=True,
         )
         await self._consumer.start()
+        self._catch_up = Consumer(
+            service=self.name,
+            bootstrap=s.require("kafka_bootstrap"),
+            topics=(topics.ORDER_EVENTS,),
+            handler=OrderFeed(self._engine, None, None, self._clock).handle,
+            publisher=self._publisher,
+            group_id="rfq-service-read-model",
+        )
+        await self._catch_up.start()
+        self._caught_up = False
         self._relay = OutboxRelay(
             engine=self._engine,
             outbox=OUTBOX_TABLES.outbox,
@@ -99,22 +112,43 @@ class RfqService:
         self._server = http_server(app, s.http_host, s.http_port)
 
     def ready(self) -> bool:
-        return not self._draining and self._consumer.ready and self._prices.ready
+        """Ready once the read model holds everything published before the start:
+        a reconnecting client's snapshot then misses nothing."""
+        return (
+            not self._draining and self._caught_up and self._consumer.ready and self._prices.ready
+        )
+
+    async def _catch_up_then_ready(self) -> None:
+        while not self._draining:
+            try:
+                await self._catch_up.wait_caught_up(timeout=60)
+            except TimeoutError as exc:
+                log.warning("read model still catching up", error=str(exc))
+                continue
+            self._caught_up = True
+            return
 
     async def run(self) -> None:
         await asyncio.gather(
-            self._server.serve(), self._consumer.run(), self._prices.run(), self._relay.run()
+            self._server.serve(),
+            self._consumer.run(),
+            self._catch_up.run(),
+            self._catch_up_then_ready(),
+            self._prices.run(),
+            self._relay.run(),
         )
 
     async def stop(self) -> None:
         self._draining = True
         self._server.should_exit = True
         await self._consumer.stop()
+        await self._catch_up.stop()
         await self._prices.stop()
         await self._relay.stop()
 
     async def close(self) -> None:
         await self._consumer.close()
+        await self._catch_up.close()
         await self._prices.close()
         await self._publisher.stop()
         await self._engine.dispose()

@@ -103,6 +103,28 @@ class Consumer:
                 raise TimeoutError(f"{self.service}: no partitions assigned after {timeout}s")
             await asyncio.sleep(0.05)
 
+    async def wait_caught_up(self, timeout: float = 60.0) -> None:
+        """Waits until the group has handled every record that was on its topics
+        when this was called, whichever member handled it: a read model fed by the
+        group is then at least as fresh as that moment. Counts committed offsets of
+        every partition, so a partition still held by a member that died (until
+        its session times out) keeps this waiting. Needs `run()` going."""
+        if self._group_id is None:
+            raise RuntimeError("only a consumer group has offsets to catch up with")
+        await self._consumer.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self._topics
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await self._consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        for tp, end in ends.items():
+            while end and (await self._consumer.committed(tp) or 0) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.service}: {tp} not caught up after {timeout}s")
+                await asyncio.sleep(0.1)
+
     async def stop(self) -> None:
         self._stopping.set()
 

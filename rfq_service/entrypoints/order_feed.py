@@ -1,11 +1,17 @@
-"""The edge's consumer of `order.events`: answers waiting commands, keeps the read
-model current and pushes quotes and state changes to the owner's WebSockets.
+"""The edge's consumers of `order.events`: they answer waiting commands, keep the
+read model current and push quotes and state changes to the owner's WebSockets.
 
-Each edge replica reads every partition itself (manual assignment, no consumer
-group), because any replica may hold the trader's connection or waiting request.
+Each edge replica reads every partition itself from the end (manual assignment,
+no consumer group), because any replica may hold the trader's connection or
+waiting request; it writes the read model before it pushes, so a client that
+reads after a push sees at least what was pushed. What was published while no
+replica ran is caught up by a second consumer in a group with committed offsets
+(`catch_up`), which only writes the read model; every write is idempotent.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,16 +26,24 @@ from rfq_service.service_layer.views import quote_view
 
 
 class OrderFeed:
-    def __init__(self, engine: AsyncEngine, hub: Hub, replies: ReplyRegistry, clock: Clock) -> None:
+    def __init__(
+        self, engine: AsyncEngine, hub: Hub | None, replies: ReplyRegistry | None, clock: Clock
+    ) -> None:
+        """Without a hub and replies it only keeps the read model (the catch-up)."""
         self._engine = engine
         self._hub = hub
         self._replies = replies
         self._clock = clock
 
+    def _push(self, party: str, message: dict[str, Any]) -> None:
+        if self._hub is not None:
+            self._hub.push(party, message)
+
     async def handle(self, topic: str, message: Message) -> None:
         payload = message.payload
         if isinstance(payload, ev.CommandResult):
-            self._replies.resolve(payload)
+            if self._replies is not None:
+                self._replies.resolve(payload)
         elif isinstance(payload, ev.OrderStateChanged):
             await self._state_changed(payload)
         elif isinstance(payload, ev.QuoteRecorded):
@@ -49,7 +63,7 @@ class OrderFeed:
                 price=parse_decimal(p.price) if p.price else None,
                 trade_id=p.trade_id or None,
             )
-        self._hub.push(
+        self._push(
             p.requester,
             {
                 "type": "order",
@@ -86,7 +100,7 @@ class OrderFeed:
             if await repo.get(q.rfq_id) is None:
                 return
             await repo.add_quote(values, self._clock.now())
-        self._hub.push(p.requester, {"type": "quote", "data": quote_view(values)})
+        self._push(p.requester, {"type": "quote", "data": quote_view(values)})
 
     async def _quote_withdrawn(self, p: ev.QuoteWithdrawalRecorded) -> None:
         w = p.withdrawal
@@ -97,7 +111,7 @@ class OrderFeed:
             # Every edge replica applies every event and pushes to its own
             # connections, so the push does not depend on who updated the row.
             await repo.withdraw_quote(w.rfq_id, w.quote_id, w.reason, self._clock.now())
-        self._hub.push(
+        self._push(
             p.requester,
             {
                 "type": "quote_withdrawn",

@@ -47,6 +47,7 @@ def rfq_view(row: RowMapping, quotes: list[RowMapping] | None = None) -> dict[st
         "created_at": _time(row["created_at"]),
         "expires_at": _time(row["expires_at"]),
         "status": row["status"],
+        "version": row["status_version"],
         "status_reason": row["status_reason"],
         "accepted_quote_id": row["accepted_quote_id"],
         "price": _dec(row["price"]),
