@@ -19,18 +19,23 @@ import typer
 from rich.console import Console
 
 from order_core.entrypoints.audit_cli import audit_app
-from otc.auth import Role, mint_token
+from otc.auth import AuthConfigError, Role, TokenMinter
 from otc.clock import SystemClock
 from otc.logging import configure
 from otc.service import Service, serve
 from otc.settings import Settings, get_settings
+from quoting_service.entrypoints.cli import quoter_app
 from risk_limits.entrypoints.cli import risk_app
+from settlement.entrypoints.cli import eod_command, ledger_app
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="OTC request-for-quote platform."
 )
-app.add_typer(audit_app, name="audit", help="Verify the tamper-evident audit trail.")
+app.add_typer(audit_app, name="audit", help="Verify and export the tamper-evident audit trail.")
 app.add_typer(risk_app, name="risk", help="Credit lines, exposure and reference rates.")
+app.add_typer(quoter_app, name="quoter")
+app.add_typer(ledger_app, name="ledger")
+app.command("eod")(eod_command)
 console = Console()
 
 
@@ -85,15 +90,12 @@ def price_feed() -> None:
     _run_service("price-feed", build)
 
 
-@app.command("quoter")
-def quoter(
-    maker: Annotated[str, typer.Option(help="market maker party id, e.g. MM-1")],
-    strategy: Annotated[str, typer.Option(help="pricing strategy as package.module:Class")],
-) -> None:
-    """Run one market maker's quoting service."""
-    from quoting_service.bootstrap import build
+@app.command("mm-gateway")
+def mm_gateway() -> None:
+    """Run the market-maker gateway: the bots' WebSocket and the kill switch API."""
+    from quoting_service.bootstrap import build_gateway
 
-    _run_service(f"quoter-{maker}", lambda s: build(s, maker=maker, strategy_path=strategy))
+    _run_service("mm-gateway", build_gateway)
 
 
 @app.command()
@@ -113,16 +115,20 @@ def token(
     ] = Role.TRADER,
     ttl_hours: Annotated[float, typer.Option(help="validity in hours")] = 12.0,
 ) -> None:
-    """Mint a development token signed with OTC_JWT_SECRET."""
-    typer.echo(_mint(party, role, timedelta(hours=ttl_hours)))
+    """Mint a development token: HS256 with OTC_JWT_SECRET, or RS256 with
+    OTC_JWT_PRIVATE_KEY_FILE."""
+    try:
+        typer.echo(_mint(party, role, timedelta(hours=ttl_hours)))
+    except AuthConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 def _mint(party: str, role: Role, ttl: timedelta | None = None) -> str:
     settings = get_settings()
-    return mint_token(
+    return TokenMinter.from_settings(settings).mint(
         party,
         role,
-        secret=settings.jwt_secret.get_secret_value(),
         now=SystemClock().now(),
         ttl=ttl or timedelta(seconds=settings.jwt_ttl_s),
     )
@@ -145,6 +151,7 @@ async def _up(settings: Settings) -> int:
     for port, variable in (
         (settings.http_port, "OTC_HTTP_PORT"),
         (settings.risk_grpc_port, "OTC_RISK_GRPC_PORT"),
+        (settings.mm_http_port, "OTC_MM_HTTP_PORT"),
     ):
         if port_in_use(port):
             console.print(
@@ -202,6 +209,7 @@ def _print_banner(settings: Settings, platform: object, endpoints: object) -> No
   Redis           {endpoints.redis_url}
   Kafka           {endpoints.kafka_bootstrap}
   risk gRPC       127.0.0.1:{platform.risk_port}   (try: .venv/bin/otc risk exposure TRADER-A)
+  maker bots      ws://127.0.0.1:{platform.mm_http_port}/v1/mm/ws   (kill switch: otc quoter kill)
   services        {", ".join(platform.children)}
   logs            {platform.state_dir / "logs"}
 
@@ -219,6 +227,8 @@ class _Target:
     # known when we started it, or when `otc up` wrote down where it runs them
     database_url: str | None
     risk_target: str | None
+    redis_url: str | None = None
+    kafka_bootstrap: str | None = None
 
 
 @asynccontextmanager
@@ -233,6 +243,8 @@ async def _platform_at(url: str | None) -> AsyncIterator[_Target]:
                     target,
                     settings.database_url or _recorded(settings, "database_url"),
                     _recorded(settings, "risk_target"),
+                    settings.redis_url or _recorded(settings, "redis_url"),
+                    settings.kafka_bootstrap or _recorded(settings, "kafka_bootstrap"),
                 )
                 return
     except httpx.TransportError:
@@ -252,6 +264,8 @@ async def _platform_at(url: str | None) -> AsyncIterator[_Target]:
                 f"http://127.0.0.1:{platform.http_port}",
                 endpoints.database_url,
                 f"127.0.0.1:{platform.risk_port}",
+                endpoints.redis_url,
+                endpoints.kafka_bootstrap,
             )
         finally:
             platform.stop()
@@ -305,9 +319,20 @@ def bench(
     risk_pairs: Annotated[
         int, typer.Option(help="Freeze + Commit pairs to time on the credit service (0: skip)")
     ] = 300,
+    quotes: Annotated[
+        int, typer.Option(help="RFQs at once to time one quoting process with (0: skip)")
+    ] = 500,
+    settlements: Annotated[
+        int, typer.Option(help="deals to time CONFIRMED -> SETTLED on (0: skip)")
+    ] = 100,
+    traders: Annotated[
+        int, typer.Option(help="WebSocket traders connected for the fan-out figure (0: skip)")
+    ] = 200,
 ) -> None:
-    """Measure RFQ -> first quote, accept -> CONFIRMED, sustained RFQs/s, and the
-    credit service's Freeze + Commit beside raw gRPC and PostgreSQL round trips."""
+    """Measure RFQ -> first quote, accept -> CONFIRMED, sustained RFQs/s, the credit
+    service's Freeze + Commit beside raw gRPC and PostgreSQL round trips, one
+    quoting process's quotes/s beside raw Kafka and Redis round trips, WebSocket
+    fan-out to many connected traders, and settlement throughput."""
     from otc.bench import run_bench
 
     async def main() -> None:
@@ -322,6 +347,18 @@ def bench(
                 console=console,
                 database_url=target.database_url,
             )
+            if traders and target.kafka_bootstrap:
+                from rfq_service.bench import run_fanout_bench
+
+                for line in await run_fanout_bench(
+                    target.api,
+                    target.kafka_bootstrap,
+                    lambda party: _mint(party, Role.TRADER),
+                    traders=traders,
+                ):
+                    console.print(line)
+            elif traders:
+                console.print("fan-out not timed: where Kafka runs is unknown")
             if risk_pairs and target.database_url and target.risk_target:
                 from risk_limits.bench import run_risk_bench
 
@@ -333,6 +370,26 @@ def bench(
                 )
             elif risk_pairs:
                 console.print("credit service not timed: where it and the database run is unknown")
+            if quotes and target.kafka_bootstrap and target.redis_url:
+                from quoting_service.bench import run_quoting_bench
+
+                for line in await run_quoting_bench(
+                    target.kafka_bootstrap, target.redis_url, rfqs=quotes
+                ):
+                    console.print(line)
+            elif quotes:
+                console.print("quoting not timed: where Kafka and Redis run is unknown")
+            if settlements:
+                from settlement.bench import run_settlement_bench
+
+                for line in await run_settlement_bench(
+                    target.api,
+                    tokens,
+                    deals=settlements,
+                    concurrency=concurrency,
+                    database_url=target.database_url,
+                ):
+                    console.print(line)
 
     asyncio.run(main())
 
