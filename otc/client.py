@@ -315,6 +315,12 @@ class TraderClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(track.changed.wait(), remaining)
 
+    async def wait_until(
+        self, rfq_id: str, condition: Callable[[], bool], timeout: float = 10.0
+    ) -> None:
+        """Waits until `condition` holds, re-checking whenever the RFQ's track changes."""
+        await self._wait(self.tracks[rfq_id], condition, timeout, "the condition")
+
     def mark(self, rfq_id: str) -> int:
         """A point in the RFQ's history, for `wait_status(..., since=...)`."""
         return len(self.tracks[rfq_id].states)

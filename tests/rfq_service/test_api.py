@@ -178,3 +178,27 @@ async def test_an_undecodable_command_goes_to_the_dlq_and_order_core_keeps_going
         rfq_id = created.json()["rfq_id"]
         cancel = await api.post(f"/v1/rfqs/{rfq_id}/cancel", headers=_auth(platform))
     assert cancel.status_code in (200, 409), cancel.text
+
+
+async def test_an_auditor_reads_any_rfq_and_writes_nothing(
+    api: httpx.AsyncClient, platform: Platform
+) -> None:
+    created = await api.post("/v1/rfqs", json=_body(), headers=_auth(platform, "TRADER-A"))
+    rfq_id = created.json()["rfq_id"]
+    auditor = _auth(platform, "AUDITOR", Role.AUDITOR)
+    read = await api.get(f"/v1/rfqs/{rfq_id}", headers=auditor)
+    assert read.status_code == 200
+    assert read.json()["rfq_id"] == rfq_id
+    _assert_error(await api.post("/v1/rfqs", json=_body(), headers=auditor), 403, "forbidden")
+    accept = await api.post(f"/v1/rfqs/{rfq_id}/accept", json={"quote_id": "x"}, headers=auditor)
+    _assert_error(accept, 403, "forbidden")
+    _assert_error(await api.post(f"/v1/rfqs/{rfq_id}/cancel", headers=auditor), 403, "forbidden")
+
+
+async def test_a_maker_cannot_read_an_rfq_addressed_to_it(
+    api: httpx.AsyncClient, platform: Platform
+) -> None:
+    created = await api.post("/v1/rfqs", json=_body(), headers=_auth(platform, "TRADER-A"))
+    maker = _auth(platform, "MM-1", Role.MARKET_MAKER)
+    read = await api.get(f"/v1/rfqs/{created.json()['rfq_id']}", headers=maker)
+    _assert_error(read, 404, "not_found")
