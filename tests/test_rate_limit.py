@@ -9,10 +9,11 @@ import pytest
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
+from otc.api import retry_after_headers
 from otc.auth import Principal, Role, Unauthorized
 from otc.errors import NotYetKnown, OtcError, TransientError
 from otc.rate_limit import TokenBuckets
-from rfq_service.entrypoints.rate_limit import RateLimited, per_party, retry_after_headers
+from rfq_service.entrypoints.rate_limit import RateLimited, per_party
 
 RATE, BURST = 20.0, 40
 

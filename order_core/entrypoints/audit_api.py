@@ -13,13 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from order_core.service_layer.audit_queries import (
     DEFAULT_PAGE,
@@ -28,13 +25,11 @@ from order_core.service_layer.audit_queries import (
     AuditQueries,
     ExportFormat,
 )
-from otc.auth import Principal, Role, Unauthorized
+from otc.api import bearer_principal, install_error_handlers
+from otc.auth import Principal, Role
 from otc.clock import Clock
-from otc.errors import Forbidden, OtcError, is_transient
-from otc.logging import get_logger
+from otc.errors import Forbidden
 from otc.service import ops_routes
-
-log = get_logger(__name__)
 
 READERS = frozenset({Role.AUDITOR, Role.ADMIN})
 MEDIA_TYPES = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv"}
@@ -88,18 +83,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
-
-
 def audit_filter(
     rfq_id: Annotated[str | None, Query(description="one RFQ's events")] = None,
     party: Annotated[
@@ -138,40 +121,15 @@ def create_audit_app(
         version="1.0",
         description="The tamper-evident order audit trail, read-only, for auditors and admins.",
     )
-    bearer = HTTPBearer(auto_error=False)
+    install_error_handlers(app)
+    authenticated = bearer_principal(authenticate)
 
-    async def reader(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        if credentials is None:
-            raise Unauthorized("missing bearer token")
-        caller = authenticate(credentials.credentials)
+    async def reader(caller: Annotated[Principal, Depends(authenticated)]) -> Principal:
         if caller.role not in READERS:
             raise Forbidden("the audit trail is for the auditor and admin roles")
         return caller
 
     Reader = Annotated[Principal, Depends(reader)]
-
-    @app.exception_handler(OtcError)
-    async def _otc_error(_: Request, exc: OtcError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", _validation_message(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        if is_transient(exc):
-            log.warning("audit read failed", error=f"{type(exc).__name__}: {exc}")
-            return _error(503, "unavailable", "the audit trail cannot be read right now")
-        log.exception("unhandled error", error=str(exc))
-        return _error(500, "internal", "internal error")
 
     @app.get("/v1/audit/events", responses=ERROR_RESPONSES)
     async def events(

@@ -16,14 +16,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, StrictStr
 from starlette.websockets import WebSocketState
 
+from otc.api import bearer_principal, install_error_handlers
 from otc.auth import Principal, Role, Unauthorized
-from otc.errors import Forbidden, OtcError, ValidationFailed
+from otc.errors import Forbidden, ValidationFailed
 from otc.logging import get_logger
 from otc.service import ops_routes
 from quoting_service.entrypoints.bots import Bots, BotSession
@@ -53,10 +52,6 @@ def acting_for(caller: Principal, maker: str | None) -> str:
     return caller.party
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
 def create_app(
     *,
     bots: Bots,
@@ -66,20 +61,8 @@ def create_app(
     ready: Callable[[], bool],
 ) -> FastAPI:
     app = FastAPI(title="OTC RFQ platform: market makers", version="1.0")
-    bearer = HTTPBearer(auto_error=False)
-
-    async def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        if credentials is None:
-            raise Unauthorized("missing bearer token")
-        return verify(credentials.credentials)
-
-    Caller = Annotated[Principal, Depends(principal)]
-
-    @app.exception_handler(OtcError)
-    async def _otc_error(_: Request, exc: OtcError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+    install_error_handlers(app)
+    Caller = Annotated[Principal, Depends(bearer_principal(verify))]
 
     @app.post("/v1/mm/kill")
     async def kill(body: MakerBody, caller: Caller) -> dict[str, Any]:

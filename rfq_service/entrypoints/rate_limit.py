@@ -5,7 +5,6 @@ The buckets live in this process, so with N edge replicas a party may reach N
 times the limit at most; the limit guards each replica, not a global quota.
 """
 
-import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -43,12 +42,3 @@ def per_party(
         return caller
 
     return limited
-
-
-def retry_after_headers(exc: OtcError) -> dict[str, str]:
-    """The Retry-After header for an error that knows when to retry, else none.
-    The header counts whole seconds, so a wait is rounded up, never to zero."""
-    retry_after: float | None = getattr(exc, "retry_after", None)
-    if retry_after is None:
-        return {}
-    return {"Retry-After": str(max(1, math.ceil(retry_after)))}
