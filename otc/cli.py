@@ -22,7 +22,7 @@ from order_core.entrypoints.audit_cli import audit_app
 from otc.auth import AuthConfigError, Role, TokenMinter
 from otc.clock import SystemClock
 from otc.logging import configure
-from otc.service import Service, serve
+from otc.service import EXIT_CUT_OFF, Service, ShutdownCutOff, serve
 from otc.settings import Settings, get_settings
 from quoting_service.entrypoints.cli import quoter_app
 from risk_limits.entrypoints.cli import risk_app
@@ -47,7 +47,10 @@ def _run_service(name: str, factory: Callable[[Settings], Service]) -> None:
         # Built inside the loop: Kafka clients bind to the running loop when created.
         await serve(factory(settings), settings)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ShutdownCutOff:  # logged by serve; the exit code tells the orchestrator
+        sys.exit(EXIT_CUT_OFF)
 
 
 @app.command("rfq-service")

@@ -16,6 +16,7 @@ class Instrument:
     lot: Decimal = Decimal("0.00000001")  # quantity increment
     min_quantity: Decimal = Decimal("0.00000001")  # below this it is not a block trade
     max_quantity: Decimal = Decimal("1000000000")  # refused before any maker sees it
+    settlement_days: int = 0  # T+n: settlement days from trade date to value date
 
 
 INSTRUMENTS: dict[str, Instrument] = {

@@ -167,6 +167,23 @@ class Settings(BaseSettings):
         default=30_000, gt=0, description="longest wait between two settlement attempts"
     )
 
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="on SIGTERM, how long a service may drain before it cuts work off and "
+        "exits 1; keep it below the orchestrator's kill deadline",
+    )
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none",
+        description="where OpenTelemetry spans go: `none` (tracing off), `console` (stdout) "
+        "or `otlp` (OTLP over HTTP)",
+    )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL (http://collector:4318/v1/traces); unset, the "
+        "exporter's own default",
+    )
+
     state_dir: Path = Field(
         default=Path(".otc"),
         description="folder of `otc up`'s embedded servers' data, logs and endpoints file",

@@ -130,7 +130,7 @@ class RfqService:
 
     async def run(self) -> None:
         await asyncio.gather(
-            self._server.serve(),
+            self._serve_then_flush(),
             self._consumer.run(),
             self._catch_up.run(),
             self._catch_up_then_ready(),
@@ -138,13 +138,21 @@ class RfqService:
             self._relay.run(),
         )
 
+    async def _serve_then_flush(self) -> None:
+        try:
+            await self._server.serve()
+        finally:
+            # Only once the requests in flight are answered: an accept waits for
+            # its answer on the order feed, and what they wrote to the outbox
+            # goes out in the relay's last pass.
+            await self._consumer.stop()
+            await self._catch_up.stop()
+            await self._prices.stop()
+            await self._relay.stop()
+
     async def stop(self) -> None:
         self._draining = True
         self._server.should_exit = True
-        await self._consumer.stop()
-        await self._catch_up.stop()
-        await self._prices.stop()
-        await self._relay.stop()
 
     async def close(self) -> None:
         await self._consumer.close()

@@ -1,27 +1,49 @@
-"""Wires settlement: the engine, the `trade.confirmed` consumer, and the relay that
-publishes the settlement outbox to `settlement.events`."""
+"""Wires settlement: the engine, the `trade.confirmed` consumer, the sweep that
+retries refused settlements, and the relay that publishes the settlement outbox
+to `settlement.events`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
 from otc.bus.topics import TRADE_CONFIRMED
+from otc.calendar import CALENDARS
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
+from otc.logging import get_logger
 from otc.outbox import OutboxRelay
 from otc.service import Service
 from otc.settings import Settings
 from otc.unit_of_work import UnitOfWork
-from settlement.adapters.repository import OUTBOX_TABLES
+from settlement.adapters.tables import OUTBOX_TABLES
 from settlement.domain.commands import BookTrade
+from settlement.domain.instructions import RetryPolicy
 from settlement.entrypoints.consumer import trade_confirmed_handler
 from settlement.service_layer.handlers import Outcome, book_trade
+from settlement.service_layer.settling import Rules, settle_due
 
 SERVICE = "settlement"
+RETRY_SWEEP_INTERVAL_S = 0.2
+
+log = get_logger(__name__)
+
+
+def rules(settings: Settings) -> Rules:
+    base = timedelta(milliseconds=settings.settlement_retry_base_ms)
+    return Rules(
+        calendar=CALENDARS[settings.calendar],
+        retry=RetryPolicy(
+            max_attempts=settings.settlement_max_attempts,
+            base_delay=base,
+            max_delay=max(base, timedelta(milliseconds=settings.settlement_retry_max_ms)),
+        ),
+    )
 
 
 class SettlementService:
@@ -32,6 +54,8 @@ class SettlementService:
         self._bootstrap = settings.require("kafka_bootstrap")
         self._group_id = group_id
         self._clock = clock
+        self._rules = rules(settings)
+        self._stopping = asyncio.Event()
         self._engine: AsyncEngine | None = None
         self._publisher: Publisher | None = None
         self._consumer: Consumer | None = None
@@ -43,8 +67,7 @@ class SettlementService:
         await self._publisher.start()
 
         async def book(cmd: BookTrade) -> Outcome:
-            uow = UnitOfWork(engine, OUTBOX_TABLES, producer=SERVICE, clock=self._clock)
-            return await book_trade(cmd, uow)
+            return await book_trade(cmd, self._uow(), self._rules)
 
         self._consumer = Consumer(
             service=SERVICE,
@@ -63,22 +86,40 @@ class SettlementService:
             database_url=self._database_url,
         )
 
+    def _uow(self) -> UnitOfWork:
+        assert self._engine is not None
+        return UnitOfWork(self._engine, OUTBOX_TABLES, producer=SERVICE, clock=self._clock)
+
     def ready(self) -> bool:
         return self._consumer is not None and self._consumer.ready
+
+    async def _retry_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                while await settle_due(self._uow, self._rules.retry):
+                    pass
+            except Exception as exc:
+                log.warning("settlement retry sweep failed", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RETRY_SWEEP_INTERVAL_S)
 
     async def run(self) -> None:
         consumer, relay = self._started()
         relay_task = asyncio.create_task(relay.run(), name="settlement-outbox-relay")
+        retry_task = asyncio.create_task(self._retry_forever(), name="settlement-retries")
         try:
             await consumer.run()
         finally:
-            # The relay stops only once the consumer has finished its last transaction,
-            # so its final drain publishes every event that transaction queued.
+            # The relay stops only once the consumer and the retry sweep have finished
+            # their last transactions, so its final drain publishes what they queued.
+            self._stopping.set()
+            await retry_task
             await relay.stop()
             await relay_task
 
     async def stop(self) -> None:
         """Stops consuming; `run` then stops the relay after it drained the outbox."""
+        self._stopping.set()
         if self._consumer is not None:
             await self._consumer.stop()
 

@@ -1,5 +1,5 @@
 """Demo balances of DESIGN.md ("Running it"): enough of every asset for any party
-to trade the demo instruments for a long time."""
+to trade the demo instruments for a long time, each opened by a deposit journal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.clock import SystemClock
 from otc.unit_of_work import UnitOfWork
-from settlement.adapters.repository import OUTBOX_TABLES, LedgerRepository
+from settlement.adapters.repository import LedgerRepository
+from settlement.adapters.tables import OUTBOX_TABLES
 from settlement.domain.ledger import Account
 
 DEMO_BALANCES: dict[str, Decimal] = {
@@ -30,6 +31,7 @@ async def seed_demo_balances(engine: AsyncEngine, parties: tuple[str, ...]) -> N
         for party in parties
         for asset, amount in DEMO_BALANCES.items()
     }
-    async with UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=SystemClock()) as uow:
-        await LedgerRepository(uow.conn).open_accounts(amounts)
+    clock = SystemClock()
+    async with UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=clock) as uow:
+        await LedgerRepository(uow.conn).open_accounts(amounts, booked_at=clock.now())
         await uow.commit()

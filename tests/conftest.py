@@ -23,6 +23,10 @@ from otc.settings import Settings
 # Short enough that expiry tests wait little, long enough for a loaded CI machine.
 TEST_QUOTE_TTL_MS = 4000
 
+# Tests run on any day of the week, FX weekends included; set before any settings
+# are read, for the services tests run in-process too.
+os.environ.setdefault("OTC_CALENDAR", "always_open")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -51,6 +55,11 @@ def launcher(state_dir: Path) -> Iterator[Platform]:
         # the race tests fire bursts at one party; tests of the limit use their own edge
         "OTC_RATE_LIMIT_PER_S": "10000",
         "OTC_RATE_LIMIT_BURST": "10000",
+        "OTC_CALENDAR": "always_open",
+        # a trade the parties cannot meet fails after three attempts within a second
+        "OTC_SETTLEMENT_MAX_ATTEMPTS": "3",
+        "OTC_SETTLEMENT_RETRY_BASE_MS": "100",
+        "OTC_SETTLEMENT_RETRY_MAX_MS": "400",
     }
     platform = Platform(
         Settings(),

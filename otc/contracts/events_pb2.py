@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotc/contracts/events.proto\x12\x06otc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x02\n\x0cRfqRequested\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x15\n\rclient_rfq_id\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x1a\n\x04side\x18\x05 \x01(\x0e\x32\x0c.otc.v1.Side\x12\x10\n\x08quantity\x18\x06 \x01(\t\x12\x16\n\x0e\x63ounterparties\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tanonymous\x18\n \x01(\x08\"\xd5\x01\n\x0eQuoteSubmitted\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x0e\n\x06\x62id_px\x18\x05 \x01(\t\x12\x10\n\x08offer_px\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12/\n\x0bvalid_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11replaces_quote_id\x18\t \x01(\t\"\x83\x01\n\x0eQuoteWithdrawn\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0cwithdrawn_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x0b\x41\x63\x63\x65ptQuote\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\x0e\n\x06trader\x18\x03 \x01(\t\x12\x1a\n\x04side\x18\x04 \x01(\x0e\x32\x0c.otc.v1.Side\"+\n\tCancelRfq\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x0e\n\x06trader\x18\x02 \x01(\t\"\x8c\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\trequester\x18\x07 \x01(\t\"\xa8\x01\n\x11OrderStateChanged\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08quote_id\x18\x07 \x01(\t\x12\r\n\x05price\x18\x08 \x01(\t\x12\x10\n\x08trade_id\x18\t \x01(\t\"I\n\rQuoteRecorded\x12\x11\n\trequester\x18\x01 \x01(\t\x12%\n\x05quote\x18\x02 \x01(\x0b\x32\x16.otc.v1.QuoteSubmitted\"X\n\x17QuoteWithdrawalRecorded\x12\x11\n\trequester\x18\x01 \x01(\t\x12*\n\nwithdrawal\x18\x02 \x01(\x0b\x32\x16.otc.v1.QuoteWithdrawn\"\xe1\x01\n\x11LastLookRequested\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12 \n\nmaker_side\x18\x05 \x01(\x0e\x32\x0c.otc.v1.Side\x12\x10\n\x08quantity\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x10LastLookResponse\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12\x11\n\tconfirmed\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\"\xdc\x01\n\x0eTradeConfirmed\x12\x10\n\x08trade_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\x10\n\x08quote_id\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\r\n\x05\x62uyer\x18\x05 \x01(\t\x12\x0e\n\x06seller\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12\r\n\x05price\x18\x08 \x01(\t\x12\x10\n\x08notional\x18\t \x01(\t\x12\x30\n\x0c\x63onfirmed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x0cTradeSettled\x12\x10\n\x08trade_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12.\n\nsettled_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x10SettlementFailed\x12\x10\n\x08trade_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"T\n\tPriceTick\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12\x0b\n\x03mid\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*K\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02\x12\x10\n\x0cSIDE_TWO_WAY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotc/contracts/events.proto\x12\x06otc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x02\n\x0cRfqRequested\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x15\n\rclient_rfq_id\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x1a\n\x04side\x18\x05 \x01(\x0e\x32\x0c.otc.v1.Side\x12\x10\n\x08quantity\x18\x06 \x01(\t\x12\x16\n\x0e\x63ounterparties\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tanonymous\x18\n \x01(\x08\"\xd5\x01\n\x0eQuoteSubmitted\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x0e\n\x06\x62id_px\x18\x05 \x01(\t\x12\x10\n\x08offer_px\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12/\n\x0bvalid_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11replaces_quote_id\x18\t \x01(\t\"\x83\x01\n\x0eQuoteWithdrawn\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0cwithdrawn_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x0b\x41\x63\x63\x65ptQuote\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\x0e\n\x06trader\x18\x03 \x01(\t\x12\x1a\n\x04side\x18\x04 \x01(\x0e\x32\x0c.otc.v1.Side\"+\n\tCancelRfq\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x0e\n\x06trader\x18\x02 \x01(\t\"R\n\x0e\x45xpireOpenRfqs\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12)\n\x05\x63lose\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\trequester\x18\x07 \x01(\t\"\xa8\x01\n\x11OrderStateChanged\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08quote_id\x18\x07 \x01(\t\x12\r\n\x05price\x18\x08 \x01(\t\x12\x10\n\x08trade_id\x18\t \x01(\t\"I\n\rQuoteRecorded\x12\x11\n\trequester\x18\x01 \x01(\t\x12%\n\x05quote\x18\x02 \x01(\x0b\x32\x16.otc.v1.QuoteSubmitted\"X\n\x17QuoteWithdrawalRecorded\x12\x11\n\trequester\x18\x01 \x01(\t\x12*\n\nwithdrawal\x18\x02 \x01(\x0b\x32\x16.otc.v1.QuoteWithdrawn\"\xe1\x01\n\x11LastLookRequested\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12 \n\nmaker_side\x18\x05 \x01(\x0e\x32\x0c.otc.v1.Side\x12\x10\n\x08quantity\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x10LastLookResponse\x12\x0e\n\x06rfq_id\x18\x01 \x01(\t\x12\x10\n\x08quote_id\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12\x11\n\tconfirmed\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\"\xdc\x01\n\x0eTradeConfirmed\x12\x10\n\x08trade_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\x10\n\x08quote_id\x18\x03 \x01(\t\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\r\n\x05\x62uyer\x18\x05 \x01(\t\x12\x0e\n\x06seller\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12\r\n\x05price\x18\x08 \x01(\t\x12\x10\n\x08notional\x18\t \x01(\t\x12\x30\n\x0c\x63onfirmed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x0cTradeSettled\x12\x10\n\x08trade_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12.\n\nsettled_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x10SettlementFailed\x12\x10\n\x08trade_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"T\n\tPriceTick\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12\x0b\n\x03mid\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*K\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02\x12\x10\n\x0cSIDE_TWO_WAY\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otc.contracts.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIDE']._serialized_start=2167
-  _globals['_SIDE']._serialized_end=2242
+  _globals['_SIDE']._serialized_start=2251
+  _globals['_SIDE']._serialized_end=2326
   _globals['_RFQREQUESTED']._serialized_start=72
   _globals['_RFQREQUESTED']._serialized_end=349
   _globals['_QUOTESUBMITTED']._serialized_start=352
@@ -44,24 +44,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCEPTQUOTE']._serialized_end=792
   _globals['_CANCELRFQ']._serialized_start=794
   _globals['_CANCELRFQ']._serialized_end=837
-  _globals['_COMMANDRESULT']._serialized_start=840
-  _globals['_COMMANDRESULT']._serialized_end=980
-  _globals['_ORDERSTATECHANGED']._serialized_start=983
-  _globals['_ORDERSTATECHANGED']._serialized_end=1151
-  _globals['_QUOTERECORDED']._serialized_start=1153
-  _globals['_QUOTERECORDED']._serialized_end=1226
-  _globals['_QUOTEWITHDRAWALRECORDED']._serialized_start=1228
-  _globals['_QUOTEWITHDRAWALRECORDED']._serialized_end=1316
-  _globals['_LASTLOOKREQUESTED']._serialized_start=1319
-  _globals['_LASTLOOKREQUESTED']._serialized_end=1544
-  _globals['_LASTLOOKRESPONSE']._serialized_start=1547
-  _globals['_LASTLOOKRESPONSE']._serialized_end=1688
-  _globals['_TRADECONFIRMED']._serialized_start=1691
-  _globals['_TRADECONFIRMED']._serialized_end=1911
-  _globals['_TRADESETTLED']._serialized_start=1913
-  _globals['_TRADESETTLED']._serialized_end=2009
-  _globals['_SETTLEMENTFAILED']._serialized_start=2011
-  _globals['_SETTLEMENTFAILED']._serialized_end=2079
-  _globals['_PRICETICK']._serialized_start=2081
-  _globals['_PRICETICK']._serialized_end=2165
+  _globals['_EXPIREOPENRFQS']._serialized_start=839
+  _globals['_EXPIREOPENRFQS']._serialized_end=921
+  _globals['_COMMANDRESULT']._serialized_start=924
+  _globals['_COMMANDRESULT']._serialized_end=1064
+  _globals['_ORDERSTATECHANGED']._serialized_start=1067
+  _globals['_ORDERSTATECHANGED']._serialized_end=1235
+  _globals['_QUOTERECORDED']._serialized_start=1237
+  _globals['_QUOTERECORDED']._serialized_end=1310
+  _globals['_QUOTEWITHDRAWALRECORDED']._serialized_start=1312
+  _globals['_QUOTEWITHDRAWALRECORDED']._serialized_end=1400
+  _globals['_LASTLOOKREQUESTED']._serialized_start=1403
+  _globals['_LASTLOOKREQUESTED']._serialized_end=1628
+  _globals['_LASTLOOKRESPONSE']._serialized_start=1631
+  _globals['_LASTLOOKRESPONSE']._serialized_end=1772
+  _globals['_TRADECONFIRMED']._serialized_start=1775
+  _globals['_TRADECONFIRMED']._serialized_end=1995
+  _globals['_TRADESETTLED']._serialized_start=1997
+  _globals['_TRADESETTLED']._serialized_end=2093
+  _globals['_SETTLEMENTFAILED']._serialized_start=2095
+  _globals['_SETTLEMENTFAILED']._serialized_end=2163
+  _globals['_PRICETICK']._serialized_start=2165
+  _globals['_PRICETICK']._serialized_end=2249
 # @@protoc_insertion_point(module_scope)

@@ -242,6 +242,35 @@ class CancelRfq(_message.Message):
 Global___CancelRfq: _TypeAlias = CancelRfq  # noqa: Y015
 
 @_typing.final
+class ExpireOpenRfqs(_message.Message):
+    """order.commands (key "eod:" + business_date), from the end-of-day batch: expire
+    every RFQ still open that was created before `close`, each by its RfqExpired
+    transition. Answered by a CommandResult whose `reason` counts them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_DATE_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    business_date: _builtins.str
+    """YYYY-MM-DD, named in each expiry's reason"""
+    @_builtins.property
+    def close(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        business_date: _builtins.str = ...,
+        close: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date", "close", b"close"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireOpenRfqs: _TypeAlias = ExpireOpenRfqs  # noqa: Y015
+
+@_typing.final
 class CommandResult(_message.Message):
     """order.events (key rfq_id)"""
 

@@ -69,6 +69,16 @@ class RiskLimitsStub:
                 request_serializer=otc_dot_contracts_dot_risk__limits__pb2.SettleReservationRequest.SerializeToString,
                 response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.FromString,
                 _registered_method=True)
+        self.ExpireFrozen = channel.unary_unary(
+                '/risk_limits.v1.RiskLimits/ExpireFrozen',
+                request_serializer=otc_dot_contracts_dot_risk__limits__pb2.ExpireFrozenRequest.SerializeToString,
+                response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ExpireFrozenResponse.FromString,
+                _registered_method=True)
+        self.ListCommitted = channel.unary_unary(
+                '/risk_limits.v1.RiskLimits/ListCommitted',
+                request_serializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedRequest.SerializeToString,
+                response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedResponse.FromString,
+                _registered_method=True)
 
 
 class RiskLimitsServicer:
@@ -125,6 +135,22 @@ class RiskLimitsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExpireFrozen(self, request, context):
+        """End of day: expires every reservation still FROZEN whose deadline passed
+        before `before` (never later than now), as the sweeper would. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommitted(self, request, context):
+        """Every COMMITTED reservation with what it holds, and every line using credit:
+        what the end-of-day reconciliation compares with the trades waiting to settle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskLimitsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +188,16 @@ def add_RiskLimitsServicer_to_server(servicer, server):
                     servicer.SettleReservation,
                     request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.SettleReservationRequest.FromString,
                     response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.SerializeToString,
+            ),
+            'ExpireFrozen': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireFrozen,
+                    request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ExpireFrozenRequest.FromString,
+                    response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ExpireFrozenResponse.SerializeToString,
+            ),
+            'ListCommitted': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommitted,
+                    request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedRequest.FromString,
+                    response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +389,60 @@ class RiskLimits:
             '/risk_limits.v1.RiskLimits/SettleReservation',
             otc_dot_contracts_dot_risk__limits__pb2.SettleReservationRequest.SerializeToString,
             otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireFrozen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/risk_limits.v1.RiskLimits/ExpireFrozen',
+            otc_dot_contracts_dot_risk__limits__pb2.ExpireFrozenRequest.SerializeToString,
+            otc_dot_contracts_dot_risk__limits__pb2.ExpireFrozenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommitted(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/risk_limits.v1.RiskLimits/ListCommitted',
+            otc_dot_contracts_dot_risk__limits__pb2.ListCommittedRequest.SerializeToString,
+            otc_dot_contracts_dot_risk__limits__pb2.ListCommittedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,14 @@ class RiskLimitsStub:
     """Frees the used credit of a committed reservation once its trade has settled,
     or has failed to settle. Idempotent. Settlement events do the same by rfq_id.
     """
+    ExpireFrozen: _grpc.UnaryUnaryMultiCallable[_risk_limits_pb2.ExpireFrozenRequest, _risk_limits_pb2.ExpireFrozenResponse]
+    """End of day: expires every reservation still FROZEN whose deadline passed
+    before `before` (never later than now), as the sweeper would. Idempotent.
+    """
+    ListCommitted: _grpc.UnaryUnaryMultiCallable[_risk_limits_pb2.ListCommittedRequest, _risk_limits_pb2.ListCommittedResponse]
+    """Every COMMITTED reservation with what it holds, and every line using credit:
+    what the end-of-day reconciliation compares with the trades waiting to settle.
+    """
 
 @_typing.type_check_only
 class RiskLimitsAsyncStub(RiskLimitsStub):
@@ -76,6 +84,14 @@ class RiskLimitsAsyncStub(RiskLimitsStub):
     SettleReservation: _aio.UnaryUnaryMultiCallable[_risk_limits_pb2.SettleReservationRequest, _risk_limits_pb2.ReservationResponse]  # type: ignore[assignment]
     """Frees the used credit of a committed reservation once its trade has settled,
     or has failed to settle. Idempotent. Settlement events do the same by rfq_id.
+    """
+    ExpireFrozen: _aio.UnaryUnaryMultiCallable[_risk_limits_pb2.ExpireFrozenRequest, _risk_limits_pb2.ExpireFrozenResponse]  # type: ignore[assignment]
+    """End of day: expires every reservation still FROZEN whose deadline passed
+    before `before` (never later than now), as the sweeper would. Idempotent.
+    """
+    ListCommitted: _aio.UnaryUnaryMultiCallable[_risk_limits_pb2.ListCommittedRequest, _risk_limits_pb2.ListCommittedResponse]  # type: ignore[assignment]
+    """Every COMMITTED reservation with what it holds, and every line using credit:
+    what the end-of-day reconciliation compares with the trades waiting to settle.
     """
 
 class RiskLimitsServicer(metaclass=_abc_1.ABCMeta):
@@ -137,6 +153,26 @@ class RiskLimitsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_risk_limits_pb2.ReservationResponse, _abc.Awaitable[_risk_limits_pb2.ReservationResponse]]:
         """Frees the used credit of a committed reservation once its trade has settled,
         or has failed to settle. Idempotent. Settlement events do the same by rfq_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ExpireFrozen(
+        self,
+        request: _risk_limits_pb2.ExpireFrozenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_risk_limits_pb2.ExpireFrozenResponse, _abc.Awaitable[_risk_limits_pb2.ExpireFrozenResponse]]:
+        """End of day: expires every reservation still FROZEN whose deadline passed
+        before `before` (never later than now), as the sweeper would. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCommitted(
+        self,
+        request: _risk_limits_pb2.ListCommittedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_risk_limits_pb2.ListCommittedResponse, _abc.Awaitable[_risk_limits_pb2.ListCommittedResponse]]:
+        """Every COMMITTED reservation with what it holds, and every line using credit:
+        what the end-of-day reconciliation compares with the trades waiting to settle.
         """
 
 def add_RiskLimitsServicer_to_server(servicer: RiskLimitsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from otc.errors import ValidationFailed
+from otc.calendar import EXCHANGE, TradingCalendar
+from otc.errors import Conflict, ValidationFailed
 from otc.instruments import INSTRUMENTS
 from otc.money import InvalidDecimal, fmt, parse_decimal
 from otc.sides import Side
@@ -60,6 +61,8 @@ def validate_rfq(
     response_window_ms: int | None,
     anonymous: bool,
     enabled_makers: tuple[str, ...],
+    now: datetime,
+    calendar: TradingCalendar = EXCHANGE,
 ) -> RfqSpec:
     if not client_rfq_id.strip():
         raise ValidationFailed("client_rfq_id must not be empty")
@@ -105,6 +108,13 @@ def validate_rfq(
                 f"not eligible market makers: {', '.join(unknown)}", code="unknown_counterparty"
             )
         chosen = tuple(dict.fromkeys(counterparties))
+    reopens = calendar.closed_until(instrument, now)
+    if reopens is not None:
+        raise Conflict(
+            f"the {instrument} market is closed; its next session starts at "
+            f"{reopens.isoformat().replace('+00:00', 'Z')}",
+            code="market_closed",
+        )
     return RfqSpec(
         client_rfq_id=client_rfq_id,
         instrument=instrument,

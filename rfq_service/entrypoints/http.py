@@ -4,33 +4,27 @@ Routes only authenticate, parse and hand over to the `Edge`; errors of the one
 taxonomy in otc/errors.py become `{"error": {"code", "message"}}` with their status.
 """
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from otc.auth import Principal, Unauthorized
-from otc.errors import OtcError
-from otc.logging import get_logger
+from otc.api import bearer_principal, error_body, error_response, install_error_handlers
+from otc.auth import Principal
 from otc.rate_limit import TokenBuckets
 from otc.service import ops_routes
-from rfq_service.entrypoints.rate_limit import per_party, retry_after_headers
+from rfq_service.entrypoints.rate_limit import per_party
 from rfq_service.entrypoints.schemas import (
     ERROR_RESPONSES,
     AcceptBody,
     CreateRfqBody,
-    error_body,
     outcome_answer,
-    validation_message,
 )
 from rfq_service.entrypoints.ws import SocketDeps, serve_trader_socket
 from rfq_service.service_layer.edge import Edge
-
-log = get_logger(__name__)
 
 DESCRIPTION = """Request-for-quote for block trades: a trader asks market makers for a
 price, accepts one quote, and follows the order to settlement.
@@ -38,10 +32,6 @@ price, accepts one quote, and follows the order to settlement.
 Authenticate with `Authorization: Bearer <JWT>` (claims `sub` = party, `role`).
 Errors are `{"error": {"code", "message"}}`. Live quotes and order updates are
 pushed on the WebSocket `/v1/ws` (see the README for its protocol)."""
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=status)
 
 
 def create_app(
@@ -55,36 +45,8 @@ def create_app(
     routers: tuple[APIRouter, ...] = (),
 ) -> FastAPI:
     app = FastAPI(title="OTC RFQ platform", version="1.0", description=DESCRIPTION)
-    bearer = HTTPBearer(auto_error=False)
-
-    async def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        if credentials is None:
-            raise Unauthorized("missing bearer token")
-        return verify(credentials.credentials)
-
-    Caller = Annotated[Principal, Depends(per_party(buckets, principal))]
-
-    @app.exception_handler(OtcError)
-    async def _otc_error(_: Request, exc: OtcError) -> JSONResponse:
-        response = _error(exc.status, exc.code, exc.message)
-        response.headers.update(retry_after_headers(exc))
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", validation_message(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", error=str(exc))
-        return _error(500, "internal", "internal error")
+    install_error_handlers(app)
+    Caller = Annotated[Principal, Depends(per_party(buckets, bearer_principal(verify)))]
 
     rfqs = APIRouter(prefix="/v1/rfqs", tags=["rfqs"], responses=ERROR_RESPONSES)
 
@@ -98,7 +60,7 @@ def create_app(
         },
     )
     async def create_rfq(body: CreateRfqBody, caller: Caller) -> JSONResponse:
-        rfq, created = await edge.create_rfq(caller, body.spec(caller, makers))
+        rfq, created = await edge.create_rfq(caller, body.spec(caller, makers, edge.now()))
         return JSONResponse(rfq, status_code=201 if created else 200)
 
     @rfqs.get("/{rfq_id}", summary="One RFQ with its quotes")
@@ -139,4 +101,35 @@ def create_app(
         await serve_trader_socket(websocket, socket)
 
     app.router.routes.extend(ops_routes(ready))
+    app.add_middleware(_ReadyGate, ready=ready)
     return app
+
+
+class _ReadyGate:
+    """Turns the API away (503, or WebSocket close 1013 "try again later") until
+    the service is ready and again while it drains: a client served before the
+    read model has caught up would be shown a stale picture. Probes and metrics
+    always answer."""
+
+    def __init__(self, app: ASGIApp, ready: Callable[[], bool]) -> None:
+        self._app = app
+        self._ready = ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/v1/"):
+            await self._app(scope, receive, send)
+            return
+        if self._ready():
+            await self._app(scope, receive, send)
+            return
+        message = "the service is starting or stopping; retry shortly"
+        if scope["type"] == "http":
+            response = error_response(503, "unavailable", message)
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        refusal = {"type": "error", **error_body("unavailable", message)}
+        await send({"type": "websocket.send", "text": json.dumps(refusal)})
+        await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})

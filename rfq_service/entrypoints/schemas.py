@@ -6,12 +6,15 @@ same input with the same codes.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from otc.api import error_body
 from otc.auth import Principal
+from otc.calendar import CALENDARS
+from otc.settings import get_settings
 from otc.sides import Side
 from rfq_service.domain.rfq import MAX_WINDOW_MS, MIN_WINDOW_MS, RfqSpec, validate_rfq
 from rfq_service.service_layer.edge import CommandOutcome
@@ -42,7 +45,7 @@ class CreateRfqBody(BaseModel):
         False, description="when true, makers never learn who asked (auditors still do)"
     )
 
-    def spec(self, caller: Principal, makers: tuple[str, ...]) -> RfqSpec:
+    def spec(self, caller: Principal, makers: tuple[str, ...], now: datetime) -> RfqSpec:
         return validate_rfq(
             requester=caller.party,
             client_rfq_id=self.client_rfq_id,
@@ -53,6 +56,8 @@ class CreateRfqBody(BaseModel):
             response_window_ms=self.response_window_ms,
             anonymous=self.anonymous,
             enabled_makers=makers,
+            now=now,
+            calendar=CALENDARS[get_settings().calendar],
         )
 
 
@@ -82,18 +87,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (429, "rate limit exceeded; see Retry-After"),
     )
 }
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-def validation_message(exc: RequestValidationError | ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
 
 
 def outcome_answer(outcome: CommandOutcome) -> tuple[int, dict[str, Any]]:

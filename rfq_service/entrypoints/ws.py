@@ -1,8 +1,9 @@
 """The trader WebSocket `/v1/ws`.
 
 Connect with a bearer token (`Authorization` header, or `?token=` for browsers).
-The server answers `welcome` with a session id; every message after that carries
-the session's sequence number `seq`. To resume after a drop, reconnect with
+The server answers `welcome` with a session id and `after_seq`, the sequence
+number the next message follows; every message after that carries the session's
+sequence number `seq`. To resume after a drop, reconnect with
 `?session_id=...&last_seq=N`: the server replays what came after N with the
 original numbers (`welcome.resumed` is true). When it cannot (the session
 expired, or lived on another replica), it says why and pushes a `snapshot` of the
@@ -29,6 +30,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from otc.api import validation_message
 from otc.auth import Principal, Role, Unauthorized
 from otc.errors import Forbidden, OtcError, ValidationFailed
 from otc.instruments import INSTRUMENTS
@@ -40,7 +42,6 @@ from rfq_service.entrypoints.schemas import (
     AcceptBody,
     CreateRfqBody,
     outcome_answer,
-    validation_message,
 )
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard, PriceSubscription
@@ -110,7 +111,7 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
                 "role": caller.role.value,
                 "session_id": session.id,
                 "resumed": resync_reason is None and resume is not None,
-                "seq": session.seq - len(replay),
+                "after_seq": session.seq - len(replay),
                 **({"resync_reason": resync_reason} if resync_reason else {}),
             }
         )
@@ -268,7 +269,7 @@ async def _answer(request: dict[str, Any], client: _Client, deps: SocketDeps) ->
             client.prices.unsubscribe(instruments)
         return 200, {"instruments": sorted(client.prices.instruments)}
     if kind == "create_rfq":
-        spec = CreateRfqBody.model_validate(data).spec(caller, deps.makers)
+        spec = CreateRfqBody.model_validate(data).spec(caller, deps.makers, deps.edge.now())
         rfq, created = await deps.edge.create_rfq(caller, spec)
         return (201 if created else 200), rfq
     if kind in ("accept", "cancel"):

@@ -67,6 +67,9 @@ class Edge:
         self._clock = clock
         self._reply_timeout = reply_timeout_s
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, OUTBOX_TABLES, producer=PRODUCER, clock=self._clock)
 

@@ -6,7 +6,8 @@ here and only here, following the taxonomy of otc.errors.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -19,7 +20,14 @@ from otc.money import fmt
 from risk_limits.domain import commands
 from risk_limits.domain.credit import CreditLine
 from risk_limits.domain.errors import ReservationIdReused
-from risk_limits.service_layer import credit_lines, freezing, settling, trade_outcomes
+from risk_limits.domain.reservation import Reservation
+from risk_limits.service_layer import (
+    credit_lines,
+    end_of_day,
+    freezing,
+    settling,
+    trade_outcomes,
+)
 from risk_limits.service_layer.dependencies import Dependencies
 
 log = get_logger(__name__)
@@ -105,6 +113,43 @@ class RiskLimitsServicer(pb_grpc.RiskLimitsServicer):
         cmd = commands.SettleReservation(request.reservation_id, request.failed, request.reason)
         status = await _answer(context, trade_outcomes.settle_reservation(cmd, self._deps))
         return pb.ReservationResponse(reservation_id=request.reservation_id, status=status.value)
+
+    async def ExpireFrozen(
+        self, request: pb.ExpireFrozenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExpireFrozenResponse:
+        before = (
+            request.before.ToDatetime(tzinfo=UTC)
+            if request.HasField("before")
+            else self._deps.clock.now()
+        )
+        expired = await _answer(context, end_of_day.expire_frozen(before, self._deps))
+        return pb.ExpireFrozenResponse(expired=expired)
+
+    async def ListCommitted(
+        self, request: pb.ListCommittedRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCommittedResponse:
+        snapshot = await _answer(context, end_of_day.committed(self._deps))
+        return pb.ListCommittedResponse(
+            reservations=[_committed(r, committed_at) for r, committed_at in snapshot.reservations],
+            lines=[_exposure(line) for line in snapshot.lines],
+        )
+
+
+def _committed(r: Reservation, committed_at: datetime) -> pb.CommittedReservation:
+    answer = pb.CommittedReservation(
+        reservation_id=r.reservation_id,
+        rfq_id=r.rfq_id,
+        legs=[_leg(leg.party, leg.counterparty, leg.amount, leg.currency) for leg in r.legs],
+        holds=[_leg(h.line.party, h.line.counterparty, h.amount, h.currency) for h in r.holds],
+    )
+    answer.committed_at.FromDatetime(committed_at)
+    return answer
+
+
+def _leg(party: str, counterparty: str, amount: Decimal, currency: str) -> pb.CreditLeg:
+    return pb.CreditLeg(
+        party=party, counterparty=counterparty, amount=fmt(amount), currency=currency
+    )
 
 
 async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:

@@ -1,141 +1,144 @@
-"""All SQL of settlement, over the `settlement` schema that migration 0001 creates.
+"""The ledger's SQL: accounts (balances and blocks) and journals with their postings.
 
-The tables here mirror that migration; the migration, not this module, owns the schema.
+A balance is kept beside the postings that explain it and moved in the same
+transaction as they are written; the end-of-day reconciliation checks that the
+two agree. `@external` has postings but no balance row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    Column,
-    DateTime,
-    ForeignKey,
-    Index,
-    MetaData,
-    Numeric,
-    Table,
-    Text,
-    bindparam,
-    select,
-    tuple_,
-    update,
-)
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otc.outbox import outbox_table, processed_events_table
-from otc.unit_of_work import OutboxTables
-from settlement.domain.ledger import Account, Posting, Trade, TradeStatus, net_by_account
-
-metadata = MetaData(schema="settlement")
-
-balances = Table(
-    "balances",
-    metadata,
-    Column("party", Text, primary_key=True),
-    Column("asset", Text, primary_key=True),
-    Column("amount", Numeric, nullable=False),
-    CheckConstraint("amount >= 0"),
+from settlement.adapters.tables import balances, journals, ledger_entries
+from settlement.domain.ledger import (
+    EXTERNAL,
+    Account,
+    JournalKind,
+    Posting,
+    funding_postings,
+    net_by_account,
 )
 
-trades = Table(
-    "trades",
-    metadata,
-    Column("trade_id", Text, primary_key=True),
-    Column("rfq_id", Text, nullable=False),
-    Column("instrument", Text, nullable=False),
-    Column("buyer", Text, nullable=False),
-    Column("seller", Text, nullable=False),
-    Column("quantity", Numeric, nullable=False),
-    Column("price", Numeric, nullable=False),
-    Column("notional", Numeric, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("reason", Text, nullable=False, server_default=""),
-    Column("booked_at", DateTime(timezone=True), nullable=False),
-)
 
-ledger_entries = Table(
-    "ledger_entries",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("trade_id", Text, ForeignKey(trades.c.trade_id), nullable=False),
-    Column("party", Text, nullable=False),
-    Column("asset", Text, nullable=False),
-    Column("amount", Numeric, nullable=False),
-    Column("booked_at", DateTime(timezone=True), nullable=False),
-    Index("ledger_by_trade", "trade_id"),
-)
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    balances: dict[Account, Decimal]
+    blocked: dict[Account, str]  # blocked account -> why
 
-OUTBOX_TABLES = OutboxTables(
-    outbox=outbox_table(metadata), processed_events=processed_events_table(metadata)
-)
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    account: Account
+    amount: Decimal
+    blocked: bool
+    blocked_reason: str
 
 
 class LedgerRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def lock_balances(self, accounts: Iterable[Account]) -> dict[Account, Decimal]:
-        """Locks the existing balance rows of these accounts and returns their amounts.
+    async def lock_accounts(self, accounts: Iterable[Account]) -> Holdings:
+        """Locks the existing balance rows of these accounts and returns them.
 
         Rows are locked in (party, asset) order, byte-wise like Python's `sorted`, so
         two bookings that touch the same accounts queue behind each other instead of
         deadlocking.
         """
         b = balances
-        wanted = sorted(set(accounts))
+        wanted = sorted({a for a in accounts if a.party != EXTERNAL})
+        if not wanted:
+            return Holdings({}, {})
         rows = await self._conn.execute(
-            select(b.c.party, b.c.asset, b.c.amount)
+            select(b.c.party, b.c.asset, b.c.amount, b.c.blocked, b.c.blocked_reason)
             .where(tuple_(b.c.party, b.c.asset).in_(wanted))
             .order_by(b.c.party.collate("C"), b.c.asset.collate("C"))
             .with_for_update()
         )
-        return {Account(r.party, r.asset): r.amount for r in rows}
+        held, blocked = {}, {}
+        for r in rows:
+            held[Account(r.party, r.asset)] = r.amount
+            if r.blocked:
+                blocked[Account(r.party, r.asset)] = r.blocked_reason
+        return Holdings(held, blocked)
 
-    async def add_trade(
-        self, trade: Trade, status: TradeStatus, reason: str, booked_at: datetime
+    async def post_journal(
+        self,
+        kind: JournalKind,
+        reference: str,
+        postings: Iterable[Posting],
+        *,
+        value_date: date,
+        booked_at: datetime,
+        memo: str = "",
     ) -> bool:
-        """Records the trade and its outcome; False when the trade id is booked already.
+        """Writes the journal and its postings and moves the balances; False, moving
+        nothing, when a journal of this kind and reference exists already.
 
-        The primary key decides, not a prior lookup, so two deliveries racing with
-        different message ids still book the trade once.
-        """
-        result = await self._conn.execute(
-            insert(trades)
-            .values(
-                trade_id=trade.trade_id,
-                rfq_id=trade.rfq_id,
-                instrument=trade.instrument.symbol,
-                buyer=trade.buyer,
-                seller=trade.seller,
-                quantity=trade.quantity,
-                price=trade.price,
-                notional=trade.notional,
-                status=status.value,
-                reason=reason,
-                booked_at=booked_at,
-            )
-            .on_conflict_do_nothing(index_elements=[trades.c.trade_id])
-            .returning(trades.c.trade_id)
-        )
-        return result.first() is not None
-
-    async def post(self, trade_id: str, postings: Iterable[Posting], booked_at: datetime) -> None:
-        """Moves the balances and journals every posting against the trade.
-
-        Debits update rows that `lock_balances` holds; credits are upserts, because a
+        Debits update rows that `lock_accounts` holds; credits are upserts, because a
         receiving account may not exist yet. PostgreSQL checks a row proposed for
         insertion before resolving the conflict, so only credits, never negative
         amounts, may go through the upsert. The balance check constraint is the last
         guard against an overdraft.
         """
+        created = await self._conn.execute(
+            insert(journals)
+            .values(
+                kind=kind.value,
+                reference=reference,
+                memo=memo,
+                value_date=value_date,
+                booked_at=booked_at,
+            )
+            .on_conflict_do_nothing(index_elements=[journals.c.kind, journals.c.reference])
+            .returning(journals.c.journal_id)
+        )
+        journal_id = created.scalar()
+        if journal_id is None:
+            return False
         postings = tuple(postings)
-        nets = net_by_account(postings)
+        await self._move_balances(postings)
+        trade_id = reference if kind is JournalKind.TRADE else None
+        await self._conn.execute(
+            insert(ledger_entries),
+            [
+                {
+                    "journal_id": journal_id,
+                    "trade_id": trade_id,
+                    "party": p.party,
+                    "asset": p.asset,
+                    "amount": p.amount,
+                    "booked_at": booked_at,
+                }
+                for p in postings
+            ],
+        )
+        return True
+
+    async def journal_postings(self, kind: JournalKind, reference: str) -> list[Posting] | None:
+        """The postings of a journal, or None when there is no such journal."""
+        j, e = journals, ledger_entries
+        rows = (
+            await self._conn.execute(
+                select(j.c.journal_id, e.c.party, e.c.asset, e.c.amount)
+                .select_from(j.outerjoin(e, e.c.journal_id == j.c.journal_id))
+                .where(j.c.kind == kind.value, j.c.reference == reference)
+                .order_by(e.c.id)
+            )
+        ).all()
+        if not rows:
+            return None
+        return [Posting(r.party, r.asset, r.amount) for r in rows if r.party is not None]
+
+    async def _move_balances(self, postings: tuple[Posting, ...]) -> None:
+        nets = {a: n for a, n in net_by_account(postings).items() if a.party != EXTERNAL}
         debits = [(account, amount) for account, amount in nets.items() if amount < 0]
         credits = [(account, amount) for account, amount in nets.items() if amount > 0]
         if debits:
@@ -161,30 +164,62 @@ class LedgerRepository:
                     set_={"amount": balances.c.amount + upsert.excluded.amount},
                 )
             )
-        await self._conn.execute(
-            insert(ledger_entries),
-            [
-                {
-                    "trade_id": trade_id,
-                    "party": p.party,
-                    "asset": p.asset,
-                    "amount": p.amount,
-                    "booked_at": booked_at,
-                }
-                for p in postings
-            ],
-        )
 
-    async def open_accounts(self, amounts: Mapping[Account, Decimal]) -> None:
-        """Creates the balances that do not exist yet; existing ones keep their amount,
-        because the ledger already explains them."""
-        await self._conn.execute(
+    async def create_accounts(self, accounts: Iterable[Account]) -> list[Account]:
+        """Creates empty accounts that do not exist yet; returns those it created."""
+        wanted = sorted(set(accounts))
+        if not wanted:
+            return []
+        created = await self._conn.execute(
             insert(balances)
-            .values(
-                [
-                    {"party": account.party, "asset": account.asset, "amount": amount}
-                    for account, amount in sorted(amounts.items())
-                ]
-            )
+            .values([{"party": a.party, "asset": a.asset, "amount": 0} for a in wanted])
             .on_conflict_do_nothing(index_elements=[balances.c.party, balances.c.asset])
+            .returning(balances.c.party, balances.c.asset)
         )
+        return sorted(Account(r.party, r.asset) for r in created)
+
+    async def set_blocked(
+        self, accounts: Iterable[Account], blocked: bool, reason: str
+    ) -> list[Account]:
+        """Flags (or clears) these existing accounts; returns those it changed."""
+        wanted = sorted(set(accounts))
+        if not wanted:
+            return []
+        changed = await self._conn.execute(
+            update(balances)
+            .where(tuple_(balances.c.party, balances.c.asset).in_(wanted))
+            .values(blocked=blocked, blocked_reason=reason if blocked else "")
+            .returning(balances.c.party, balances.c.asset)
+        )
+        return sorted(Account(r.party, r.asset) for r in changed)
+
+    async def accounts(self, party: str | None = None) -> list[AccountRow]:
+        query = select(balances).order_by(
+            balances.c.party.collate("C"), balances.c.asset.collate("C")
+        )
+        if party is not None:
+            query = query.where(balances.c.party == party)
+        return [
+            AccountRow(Account(r.party, r.asset), r.amount, r.blocked, r.blocked_reason)
+            for r in await self._conn.execute(query)
+        ]
+
+    async def open_accounts(
+        self, amounts: Mapping[Account, Decimal], *, booked_at: datetime
+    ) -> list[Account]:
+        """Opens the accounts that do not exist yet with these amounts, each by a
+        deposit journal; existing ones keep their amount, because the ledger already
+        explains them. Returns the accounts it opened."""
+        opened = await self.create_accounts(amounts)
+        for account in opened:
+            amount = amounts[account]
+            if amount:
+                await self.post_journal(
+                    JournalKind.DEPOSIT,
+                    f"opening:{account.party}:{account.asset}",
+                    funding_postings(account.party, account.asset, amount),
+                    value_date=booked_at.astimezone(UTC).date(),
+                    booked_at=booked_at,
+                    memo="opening balance",
+                )
+        return opened

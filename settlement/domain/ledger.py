@@ -2,9 +2,12 @@
 whether the parties hold enough to move it.
 
 A trade settles both legs or neither: the buyer receives the base asset exactly
-when the seller receives the quote currency. Each asset's postings sum to zero,
-so the ledger never creates or destroys value; a balance may never go negative,
-so a party can only deliver what it holds.
+when the seller receives the quote currency. Every journal's postings sum to zero
+per asset, so the ledger never creates or destroys value; money entering or
+leaving the platform (a deposit, a withdrawal) is posted against `EXTERNAL`, the
+world outside, which alone may go negative. A party's balance may never go
+negative, so it can only deliver what it holds, and a blocked account moves
+nothing at all.
 """
 
 from __future__ import annotations
@@ -23,9 +26,20 @@ class InvalidTrade(ValueError):
     """A confirmed trade that can never be booked, whatever the balances."""
 
 
+# The other side of every deposit and withdrawal; "@" keeps it apart from party ids.
+EXTERNAL = "@external"
+
+
 class TradeStatus(StrEnum):
+    PENDING = "PENDING"  # an instruction waiting for its value date or its next attempt
     SETTLED = "SETTLED"
     FAILED = "FAILED"
+
+
+class JournalKind(StrEnum):
+    TRADE = "trade"
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
 
 
 class Account(NamedTuple):
@@ -50,6 +64,8 @@ class Trade:
                 raise InvalidTrade(f"{name} is empty")
         if self.buyer == self.seller:
             raise InvalidTrade(f"{self.buyer} cannot trade with itself")
+        if EXTERNAL in (self.buyer, self.seller):
+            raise InvalidTrade(f"{EXTERNAL} is not a party")
         for name in ("quantity", "price", "notional"):
             value: Decimal = getattr(self, name)
             if not value.is_finite() or value <= 0:
@@ -122,6 +138,19 @@ def dvp_postings(trade: Trade) -> tuple[Posting, ...]:
     )
 
 
+def funding_postings(party: str, asset: str, amount: Decimal) -> tuple[Posting, ...]:
+    """A deposit (positive `amount`) or withdrawal (negative) against the outside world."""
+    return (Posting(party, asset, amount), Posting(EXTERNAL, asset, -amount))
+
+
+def unbalanced_assets(postings: Iterable[Posting]) -> dict[str, Decimal]:
+    """The assets whose postings do not sum to zero, with what they sum to."""
+    sums: dict[str, Decimal] = {}
+    for posting in postings:
+        sums[posting.asset] = sums.get(posting.asset, Decimal(0)) + posting.amount
+    return {asset: total for asset, total in sorted(sums.items()) if total != 0}
+
+
 def net_by_account(postings: Iterable[Posting]) -> dict[Account, Decimal]:
     """One net amount per account, in (party, asset) order: the order rows are locked in."""
     nets: dict[Account, Decimal] = {}
@@ -144,13 +173,49 @@ class Shortfall:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    party: str
+    asset: str
+    reason: str
+
+    def describe(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"account {self.party} {self.asset} is blocked{why}"
+
+
+Refusal = Shortfall | Blocked
+
+
 def first_shortfall(
     balances: Mapping[Account, Decimal], postings: Iterable[Posting]
 ) -> Shortfall | None:
     """The first account, in (party, asset) order, that the postings would overdraw;
     None when all of them can be applied. A missing balance counts as zero."""
     for account, net in net_by_account(postings).items():
+        if account.party == EXTERNAL:
+            continue
         available = balances.get(account, Decimal(0))
         if available + net < 0:
             return Shortfall(account.party, account.asset, -net, available)
     return None
+
+
+def first_blocked(blocked: Mapping[Account, str], postings: Iterable[Posting]) -> Blocked | None:
+    """The first blocked account, in (party, asset) order, that the postings touch;
+    `blocked` maps each blocked account to why it is."""
+    for account in net_by_account(postings):
+        if account in blocked:
+            return Blocked(account.party, account.asset, blocked[account])
+    return None
+
+
+def refusal(
+    balances: Mapping[Account, Decimal],
+    blocked: Mapping[Account, str],
+    postings: Iterable[Posting],
+) -> Refusal | None:
+    """Why the postings cannot be applied now, or None: a block first, since no
+    funding could lift it, then a shortfall."""
+    postings = tuple(postings)
+    return first_blocked(blocked, postings) or first_shortfall(balances, postings)

@@ -8,6 +8,7 @@ the shared consumer dead-letters to `trade.confirmed.dlq` and then moves on.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 
 from otc.bus.consumer import Handler
 from otc.bus.envelope import InvalidMessage, Message
@@ -33,7 +34,17 @@ def book_trade_command(message: Message) -> BookTrade:
         )
     except InvalidTrade as exc:
         raise InvalidMessage(f"invalid TradeConfirmed: {exc}") from None
-    return BookTrade(trade=trade, event_id=message.event_id, correlation_id=message.correlation_id)
+    confirmed_at = (
+        payload.confirmed_at.ToDatetime(tzinfo=UTC)
+        if payload.HasField("confirmed_at")
+        else message.occurred_at
+    )
+    return BookTrade(
+        trade=trade,
+        confirmed_at=confirmed_at,
+        event_id=message.event_id,
+        correlation_id=message.correlation_id,
+    )
 
 
 def trade_confirmed_handler(book: Callable[[BookTrade], Awaitable[object]]) -> Handler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ def _validate(**over: Any) -> Any:
         "response_window_ms": None,
         "anonymous": False,
         "enabled_makers": MAKERS,
+        "now": datetime(2026, 1, 7, 12, tzinfo=UTC),  # a Wednesday: every market is open
     }
     args.update(over)
     return validate_rfq(**args)

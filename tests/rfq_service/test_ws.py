@@ -86,7 +86,7 @@ async def test_pushes_and_answers_are_numbered_in_order_and_echo_the_request_id(
         welcome = await _next(ws, "welcome")
         assert welcome["party"] == "TRADER-A"
         assert welcome["session_id"]
-        assert welcome["seq"] == 0
+        assert welcome["after_seq"] == 0
         created = await _request(ws, "create_rfq", _rfq())
         assert created["type"] == "response"
         assert created["status"] == 201

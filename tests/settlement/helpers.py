@@ -1,20 +1,48 @@
-"""What the settlement tests share: funded parties, trades, and reads of the schema."""
+"""What the settlement tests share: funded parties, trades, bookings, and reads of
+the schema."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from otc.bus.envelope import Message, decode
+from otc.bus.envelope import Message, decode, type_name
+from otc.calendar import ALWAYS_OPEN
+from otc.clock import Clock, SystemClock
 from otc.contracts import events_pb2
 from otc.ids import new_id
-from settlement.adapters.repository import OUTBOX_TABLES, balances, ledger_entries, trades
+from otc.unit_of_work import UnitOfWork
+from settlement.adapters.tables import OUTBOX_TABLES, balances, journals, ledger_entries, trades
+from settlement.domain.commands import BookTrade
+from settlement.domain.instructions import RetryPolicy
 from settlement.domain.ledger import Account
+from settlement.entrypoints.consumer import book_trade_command
 from settlement.seed import DEMO_BALANCES, seed_demo_balances
+from settlement.service_layer.handlers import Outcome, Rules, book_trade
+
+SETTLED = type_name(events_pb2.TradeSettled())
+FAILED = type_name(events_pb2.SettlementFailed())
+
+
+def rules(max_attempts: int = 1, base_ms: int = 100, max_ms: int = 400) -> Rules:
+    """Settlement rules for tests: one attempt (fail at once) unless told otherwise."""
+    return Rules(
+        calendar=ALWAYS_OPEN,
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            base_delay=timedelta(milliseconds=base_ms),
+            max_delay=timedelta(milliseconds=max_ms),
+        ),
+    )
+
+
+def uow(engine: AsyncEngine, clock: Clock | None = None) -> UnitOfWork:
+    return UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=clock or SystemClock())
 
 
 async def funded_parties(engine: AsyncEngine) -> tuple[str, str]:
@@ -32,18 +60,41 @@ def confirmed(
     quantity: str = "2.5",
     price: str = "65000.10",
     rfq_id: str | None = None,
+    instrument: str = "BTC-USD",
+    at: datetime | None = None,
 ) -> events_pb2.TradeConfirmed:
-    return events_pb2.TradeConfirmed(
+    trade = events_pb2.TradeConfirmed(
         trade_id=new_id(),
         rfq_id=rfq_id or new_id(),
         quote_id=new_id(),
-        instrument="BTC-USD",
+        instrument=instrument,
         buyer=buyer,
         seller=seller,
         quantity=quantity,
         price=price,
         notional=str(Decimal(quantity) * Decimal(price)),
     )
+    trade.confirmed_at.FromDatetime(at or datetime.now(UTC))
+    return trade
+
+
+def command(trade: events_pb2.TradeConfirmed, event_id: str | None = None) -> BookTrade:
+    message = Message(
+        event_id=event_id or new_id(),
+        type=type_name(trade),
+        occurred_at=SystemClock().now(),
+        producer="settlement-test",
+        correlation_id=new_id(),
+        causation_id="",
+        payload=trade,
+    )
+    return book_trade_command(message)
+
+
+async def book(
+    engine: AsyncEngine, cmd: BookTrade, how: Rules | None = None, clock: Clock | None = None
+) -> Outcome:
+    return await book_trade(cmd, uow(engine, clock), how or rules())
 
 
 def demo(asset: str) -> Decimal:
@@ -69,7 +120,9 @@ async def trade_row(engine: AsyncEngine, trade_id: str) -> RowMapping | None:
 async def ledger_of(engine: AsyncEngine, trade_id: str) -> list[RowMapping]:
     async with engine.connect() as conn:
         result = await conn.execute(
-            select(ledger_entries).where(ledger_entries.c.trade_id == trade_id)
+            select(ledger_entries, journals.c.value_date, journals.c.kind)
+            .join(journals, journals.c.journal_id == ledger_entries.c.journal_id)
+            .where(ledger_entries.c.trade_id == trade_id)
         )
         return list(result.mappings())
 

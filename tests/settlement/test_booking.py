@@ -15,11 +15,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from otc.bus.envelope import InvalidMessage, decode, encode, type_name
+from otc.bus.envelope import InvalidMessage, decode, encode
 from otc.bus.producer import Publisher
 from otc.bus.topics import SETTLEMENT_EVENTS, TRADE_CONFIRMED, dlq
 from otc.clock import SystemClock
-from otc.contracts import events_pb2
 from otc.ids import new_id
 from otc.infra.platform import Endpoints
 from otc.service import Service
@@ -28,6 +27,8 @@ from settlement.bootstrap import build
 from settlement.domain.ledger import Account
 from tests.kafka_tap import KafkaTap, Seen
 from tests.settlement.helpers import (
+    FAILED,
+    SETTLED,
     balances_of,
     confirmed,
     demo,
@@ -38,9 +39,6 @@ from tests.settlement.helpers import (
     trade_row,
 )
 
-SETTLED = type_name(events_pb2.TradeSettled())
-FAILED = type_name(events_pb2.SettlementFailed())
-
 
 @pytest.fixture(scope="module")
 async def settlement(endpoints: Endpoints) -> AsyncIterator[Service]:
@@ -48,6 +46,8 @@ async def settlement(endpoints: Endpoints) -> AsyncIterator[Service]:
         database_url=endpoints.database_url,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         redis_url=endpoints.redis_url,
+        settlement_max_attempts=2,
+        settlement_retry_base_ms=100,
     )
     service = build(settings, group_id=f"settlement-test-{uuid.uuid4().hex}")
     await service.start()

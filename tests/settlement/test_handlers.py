@@ -8,42 +8,18 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from otc.bus.envelope import Message, type_name
-from otc.clock import SystemClock
-from otc.contracts import events_pb2
-from otc.ids import new_id
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.repository import OUTBOX_TABLES
-from settlement.domain.commands import BookTrade
 from settlement.domain.ledger import Account
-from settlement.entrypoints.consumer import book_trade_command
-from settlement.service_layer.handlers import Outcome, book_trade
+from settlement.service_layer.handlers import Outcome
 from tests.settlement.helpers import (
     balances_of,
+    book,
+    command,
     confirmed,
     demo,
     funded_parties,
     ledger_of,
     outbox_events,
 )
-
-
-def command(trade: events_pb2.TradeConfirmed, event_id: str | None = None) -> BookTrade:
-    message = Message(
-        event_id=event_id or new_id(),
-        type=type_name(trade),
-        occurred_at=SystemClock().now(),
-        producer="settlement-test",
-        correlation_id=new_id(),
-        causation_id="",
-        payload=trade,
-    )
-    return book_trade_command(message)
-
-
-async def book(engine: AsyncEngine, cmd: BookTrade) -> Outcome:
-    uow = UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=SystemClock())
-    return await book_trade(cmd, uow)
 
 
 async def test_concurrent_trades_never_overdraw_a_balance(engine: AsyncEngine) -> None:

@@ -1,0 +1,64 @@
+"""What the end-of-day batch asks of the credit service: expire the reservations
+left frozen past their deadline, and show the credit in use for reconciliation.
+
+Expiry is the sweeper's own move, for the deadlines that passed before the day's
+close: a reservation whose deadline has not passed is never touched, so running
+it while deals are in flight, or twice, is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+
+from otc.logging import get_logger
+from risk_limits.adapters.end_of_day import CommittedCredit
+from risk_limits.domain.credit import CreditLine, sum_holds
+from risk_limits.domain.reservation import MOVEMENT, TARGET, Action, Reservation, decide
+from risk_limits.metrics import RESERVATIONS_EXPIRED
+
+from .dependencies import Dependencies
+from .settling import EXPIRY_REASON, SWEEP_BATCH
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedSnapshot:
+    reservations: list[tuple[Reservation, datetime]]  # with when each was committed
+    lines: list[CreditLine]
+
+
+async def expire_frozen(before: datetime, deps: Dependencies) -> int:
+    """Expires every FROZEN reservation whose deadline is at or before `before`
+    (never later than now); returns how many."""
+    expired = 0
+    while True:
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            overdue = await uow.reservations.claim_overdue(min(before, now), SWEEP_BATCH)
+            if not overdue:
+                break
+            for reservation in overdue:
+                decide(reservation.reservation_id, reservation.status, Action.EXPIRE)
+            for hold in sum_holds(hold for r in overdue for hold in r.holds):
+                await uow.credit_lines.move(hold, MOVEMENT[Action.EXPIRE], now)
+            await uow.reservations.set_status(
+                [r.reservation_id for r in overdue], TARGET[Action.EXPIRE], EXPIRY_REASON, now
+            )
+            await uow.commit()
+        RESERVATIONS_EXPIRED.inc(len(overdue))
+        expired += len(overdue)
+    if expired:
+        log.info("end of day expired frozen reservations", count=expired)
+    return expired
+
+
+async def committed(deps: Dependencies) -> CommittedSnapshot:
+    async with deps.engine.connect() as conn, conn.begin():
+        # One snapshot for both reads, so reservations and lines agree with each other.
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        queries = CommittedCredit(conn)
+        return CommittedSnapshot(await queries.reservations(), await queries.lines_in_use())

@@ -1,0 +1,141 @@
+"""order_core as the end-of-day batch sees it, through its own interfaces only.
+
+Commands go on `order.commands`, as every caller's do, and the answer is read from
+`order.events` (every partition, from its end: no consumer group to join). What
+order_core confirmed, and how each order ended, is read from its audit trail
+through the auditor API: the tamper-evident record order_core publishes for
+readers outside it, so reconciliation never reads order_core's tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from otc.bus.envelope import InvalidMessage, decode
+from otc.bus.producer import Publisher
+from otc.bus.topics import ORDER_COMMANDS, ORDER_EVENTS
+from otc.contracts import events_pb2 as ev
+from otc.ids import new_id
+from settlement.domain.eod_report import TradingDay
+from settlement.domain.views import OpenRfq, OrderTrade, OrderView
+
+STATE_CHANGED = "otc.v1.OrderStateChanged"
+OPEN_STATES = ("RFQ_SENT", "QUOTED")
+AUDIT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+
+
+class OrderCoreUnavailable(RuntimeError):
+    """order_core did not answer, or not as it should."""
+
+
+class OrderCore:
+    def __init__(self, *, bootstrap: str, audit_url: str, token: str) -> None:
+        self._bootstrap = bootstrap
+        self._audit_url = audit_url.rstrip("/")
+        self._token = token
+
+    async def expire_open_rfqs(self, day: TradingDay, timeout: float) -> str:
+        """Asks order_core to expire the RFQs still open at the day's close and
+        returns its answer."""
+        replies = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
+        publisher = Publisher(self._bootstrap, "settlement-eod")
+        await replies.start()
+        await publisher.start()
+        try:
+            await replies.topics()
+            parts = [
+                TopicPartition(ORDER_EVENTS, p)
+                for p in sorted(replies.partitions_for_topic(ORDER_EVENTS) or ())
+            ]
+            replies.assign(parts)
+            await replies.seek_to_end(*parts)
+            for tp in parts:  # fixed now, so the answer cannot slip in before the read
+                await replies.position(tp)
+            command = ev.ExpireOpenRfqs(business_date=day.date.isoformat())
+            command.close.FromDatetime(day.close)
+            command_id = await publisher.publish(
+                ORDER_COMMANDS, f"eod:{day.date.isoformat()}", command, correlation_id=new_id()
+            )
+            return await _answer(replies, command_id, timeout)
+        finally:
+            await publisher.stop()
+            await replies.stop()
+
+    async def order_view(self, day: TradingDay, since: datetime) -> OrderView:
+        """Every order's latest state from the audit trail since `since`: the trades
+        confirmed in that span, and the RFQs created on `day` still open now."""
+        latest: dict[str, str] = {}
+        created: dict[str, datetime] = {}
+        confirmed: dict[str, tuple[str, datetime]] = {}  # rfq -> (trade id, when)
+        params = {"format": "jsonl", "since": since.isoformat()}
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            async with (
+                httpx.AsyncClient(timeout=AUDIT_TIMEOUT) as client,
+                client.stream(
+                    "GET", f"{self._audit_url}/v1/audit/export", params=params, headers=headers
+                ) as response,
+            ):
+                if response.status_code != 200:
+                    body = (await response.aread()).decode(errors="replace")
+                    raise OrderCoreUnavailable(
+                        f"audit trail answered {response.status_code}: {body[:300]}"
+                    )
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event["event_type"] != STATE_CHANGED:
+                        continue
+                    payload = event["payload"]
+                    rfq_id, state = payload["rfq_id"], payload["state"]
+                    at = datetime.fromisoformat(event["occurred_at"])
+                    latest[rfq_id] = state
+                    if state == "RFQ_SENT":
+                        created.setdefault(rfq_id, at)
+                    elif state == "CONFIRMED" and payload.get("trade_id"):
+                        confirmed.setdefault(rfq_id, (payload["trade_id"], at))
+        except httpx.TransportError as exc:
+            raise OrderCoreUnavailable(f"audit trail at {self._audit_url}: {exc}") from None
+        return OrderView(
+            trades={
+                trade_id: OrderTrade(trade_id, rfq_id, latest[rfq_id], at)
+                for rfq_id, (trade_id, at) in confirmed.items()
+            },
+            open_rfqs=sorted(
+                (
+                    OpenRfq(rfq_id, at, latest[rfq_id])
+                    for rfq_id, at in created.items()
+                    if day.contains(at) and latest[rfq_id] in OPEN_STATES
+                ),
+                key=lambda r: (r.created_at, r.rfq_id),
+            ),
+        )
+
+
+async def _answer(replies: AIOKafkaConsumer, command_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        batches = await replies.getmany(timeout_ms=int(min(left, 0.2) * 1000))
+        for records in batches.values():
+            for record in records:
+                try:
+                    payload = decode(record.value).payload
+                except InvalidMessage:
+                    continue
+                if isinstance(payload, ev.CommandResult) and payload.command_id == command_id:
+                    if not payload.accepted:
+                        raise OrderCoreUnavailable(f"order_core refused: {payload.reason}")
+                    return payload.reason
+        await asyncio.sleep(0)
+    raise OrderCoreUnavailable(
+        f"order_core did not answer the end-of-day expiry in {timeout:.0f} s"
+    )
