@@ -284,6 +284,11 @@ def reachable_from(objs: list[Obj], peers: list[Obj]) -> set[str]:
     return sources
 
 
+# order_core freezes, commits and releases; the end-of-day batch expires what was
+# left frozen and reads the committed reservations it reconciles.
+RISK_GRPC_CLIENTS = {"Deployment/order-core", "CronJob/otc-eod"}
+
+
 def risk_grpc_sources(objs: list[Obj]) -> set[str]:
     risk = pod_template(named(objs, "Deployment", "risk-limits"))
     (grpc_port,) = (
@@ -295,7 +300,7 @@ def risk_grpc_sources(objs: list[Obj]) -> set[str]:
 
 def network_policy_violations(objs: list[Obj]) -> list[str]:
     """Ingress is denied by default, every Deployment has a policy of its own,
-    and only order-core reaches risk-limits' gRPC port."""
+    and only order-core and the end-of-day batch reach risk-limits' gRPC port."""
     out = []
     if not any(
         not p["spec"]["podSelector"]
@@ -309,8 +314,11 @@ def network_policy_violations(objs: list[Obj]) -> list[str]:
         if not any(p["spec"]["podSelector"] for p in ingress_policies(objs, labels)):
             out.append(f"{ref(deployment)}: selected by no NetworkPolicy of its own")
     sources = risk_grpc_sources(objs)
-    if sources != {"Deployment/order-core"}:
-        out.append(f"risk-limits gRPC is reachable from {sorted(sources)}, not only order-core")
+    if sources != RISK_GRPC_CLIENTS:
+        out.append(
+            f"risk-limits gRPC is reachable from {sorted(sources)}, "
+            f"not only {sorted(RISK_GRPC_CLIENTS)}"
+        )
     return out
 
 

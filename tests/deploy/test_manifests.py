@@ -86,8 +86,14 @@ def test_every_configmap_and_secret_read_exists(objs: list[Obj], overlay: str) -
     assert rules.reference_violations(objs, EXTERNAL_SECRETS[overlay]) == []
 
 
-def test_only_order_core_reaches_the_risk_grpc_port(objs: list[Obj]) -> None:
-    assert rules.risk_grpc_sources(objs) == {"Deployment/order-core"}
+def test_only_order_core_and_the_eod_batch_reach_the_risk_grpc_port(objs: list[Obj]) -> None:
+    assert rules.risk_grpc_sources(objs) == rules.RISK_GRPC_CLIENTS
+
+
+def test_the_eod_batch_reaches_the_audit_api_on_order_core(objs: list[Obj]) -> None:
+    core = rules.pod_template(rules.named(objs, "Deployment", "order-core"))
+    peers = rules.ingress_peers(objs, rules.pod_labels(core), 9100, {"ops"})
+    assert "CronJob/otc-eod" in rules.reachable_from(objs, peers)
 
 
 def test_the_edge_reaches_the_audit_api_on_order_core(objs: list[Obj]) -> None:
