@@ -56,7 +56,10 @@ def create_app(
         summary="Ask makers for a price",
         responses={
             200: {"description": "a repeat of an earlier request: the same RFQ"},
-            409: {"description": "client_rfq_id already used for a different request"},
+            409: {
+                "description": "client_rfq_id already used for a different request, or "
+                "the instrument's market is closed (market_closed, naming the next open)"
+            },
         },
     )
     async def create_rfq(body: CreateRfqBody, caller: Caller) -> JSONResponse:
