@@ -96,7 +96,11 @@ class OrderCore:
                     if event["event_type"] != STATE_CHANGED:
                         continue
                     payload = event["payload"]
-                    rfq_id, state = payload["rfq_id"], payload["state"]
+                    # proto3 JSON leaves out empty fields: an event without an
+                    # RFQ or a state says nothing about a trade
+                    rfq_id, state = payload.get("rfq_id"), payload.get("state")
+                    if not rfq_id or not state:
+                        continue
                     at = datetime.fromisoformat(event["occurred_at"])
                     latest[rfq_id] = state
                     if state == "RFQ_SENT":
