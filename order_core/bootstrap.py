@@ -114,16 +114,22 @@ class OrderCore:
 
     async def run(self) -> None:
         serving = [self._server.serve()] if self._server is not None else []
-        await asyncio.gather(
-            self._consumer.run(), self._relay.run(), self._sweep_forever(), *serving
-        )
+        await asyncio.gather(self._work(), self._relay.run(), *serving)
+
+    async def _work(self) -> None:
+        try:
+            await asyncio.gather(self._consumer.run(), self._sweep_forever())
+        finally:
+            # Drained in this order: the relay's last pass comes after the last
+            # handler and sweep committed, so it publishes everything they wrote;
+            # the ops port answers (readyz: 503) until then.
+            await self._relay.stop()
+            if self._server is not None:
+                self._server.should_exit = True
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.should_exit = True
         await self._consumer.stop()
-        await self._relay.stop()
 
     async def close(self) -> None:
         await self._consumer.close()

@@ -1,4 +1,6 @@
-"""Prometheus metrics shared by every service; each service adds its own beside them."""
+"""Prometheus metrics shared by every service; each service adds its own beside them
+(`order_core.metrics`, `quoting_service.metrics`, `risk_limits.metrics`,
+`settlement.metrics`)."""
 
 from __future__ import annotations
 
@@ -23,4 +25,10 @@ OUTBOX_PUBLISHED = Counter(
 )
 OUTBOX_LAG = Gauge(
     "otc_outbox_lag_seconds", "Age of the oldest unsent outbox row when last looked", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "otc_consumer_lag_messages",
+    "Records of a partition this consumer has not handled yet (high watermark minus the "
+    "next offset to handle); `group` is empty for a consumer reading every partition",
+    ["service", "group", "topic", "partition"],
 )

@@ -7,7 +7,8 @@ then a unique-key no-op). The relay publishes unsent rows in id order and marks
 them sent. It selects *unsent* rows rather than `id > last_seen`, because sequence
 ids are not handed out in commit order and a cursor would skip a row that commits
 late. A crash between publish and mark re-publishes the same envelope (same
-event_id), which consumers absorb.
+event_id), which consumers absorb. A row's trace context is inside its envelope,
+written in the span that wrote the row, so the trace goes on past the relay.
 """
 
 from __future__ import annotations

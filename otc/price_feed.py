@@ -14,6 +14,7 @@ import random
 from datetime import timedelta
 from decimal import Decimal
 
+from otc import tracing
 from otc.bus.producer import Publisher
 from otc.bus.topics import MARKET_PRICES
 from otc.clock import Clock, SystemClock
@@ -87,9 +88,12 @@ class PriceFeed:
         # the first round publishes every starting mid, so readers know them at once
         changed = list(self._walks)
         while not self._stopping.is_set():
-            results = await asyncio.gather(
-                *(self._publish(walk) for walk in changed), return_exceptions=True
-            )
+            # a trace of its own per round; without a span the ticks would join the
+            # trace of their correlation id, the instrument, which never ends
+            with tracing.span("price-feed tick", instruments=str(len(changed))):
+                results = await asyncio.gather(
+                    *(self._publish(walk) for walk in changed), return_exceptions=True
+                )
             for walk, result in zip(changed, results, strict=True):
                 if isinstance(result, Exception):
                     # harmless: the walk's next change publishes its newer mid

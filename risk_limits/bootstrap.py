@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from otc import tracing
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
 from otc.bus.topics import SETTLEMENT_EVENTS
@@ -69,7 +70,7 @@ class RiskLimitsService:
         self.port: int | None = None
 
     async def start(self) -> None:
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=tracing.server_interceptors())
         pb_grpc.add_RiskLimitsServicer_to_server(RiskLimitsServicer(self._deps), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

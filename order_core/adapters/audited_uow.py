@@ -1,4 +1,5 @@
-"""order_core's unit of work: the shared one, plus the audit trail.
+"""order_core's unit of work: the shared one, plus the audit trail and the count
+of committed state changes.
 
 Every state change, every recorded quote and every recorded withdrawal leaves
 order_core as an outbox message, so appending those messages to the audit trail at
@@ -13,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 
 from order_core.adapters.audit import AuditLog
 from order_core.domain.audit import AuditRecord
+from order_core.metrics import count_committed
 from otc.bus.envelope import Message, decode
 from otc.contracts import events_pb2 as ev
 from otc.unit_of_work import UnitOfWork
@@ -48,13 +50,13 @@ def audit_record(msg: Message) -> AuditRecord | None:
 
 class AuditedUnitOfWork(UnitOfWork):
     async def commit(self) -> None:
-        records = []
+        sent = []
         for pending in self._pending:
             raw = pending["payload"]
             assert isinstance(raw, bytes)
-            record = audit_record(decode(raw))
-            if record is not None:
-                records.append(record)
+            sent.append(decode(raw))
+        records = [r for r in map(audit_record, sent) if r is not None]
         # As late as possible: the head stays locked from here until the commit.
         await AuditLog(self.conn).append(records)
         await super().commit()
+        count_committed(m.payload for m in sent)

@@ -1,6 +1,7 @@
 """gRPC client of risk_limits. Every call carries a deadline. A call that fails
 with a transient status is retried by the caller with the *same* reservation id,
-which risk_limits treats idempotently, so a timeout never means "assume failure"."""
+which risk_limits treats idempotently, so a timeout never means "assume failure".
+Every call carries the caller's trace context in its metadata."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from decimal import Decimal
 
 import grpc
 
+from otc import tracing
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.money import fmt
@@ -32,7 +34,9 @@ class RiskAnswer:
 
 class RiskClient:
     def __init__(self, target: str, timeout_s: float) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = grpc.aio.insecure_channel(
+            target, interceptors=tracing.client_interceptors()
+        )
         self._stub = pb_grpc.RiskLimitsStub(self._channel)
         self._timeout = timeout_s
 

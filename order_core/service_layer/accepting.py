@@ -12,6 +12,7 @@ from order_core.adapters.repository import OrderRepository
 from order_core.adapters.risk_client import CreditLeg
 from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState
 from order_core.domain.order import AcceptRefused
+from order_core.metrics import ACCEPTS
 from order_core.service_layer import messages
 from order_core.service_layer.context import (
     CONSUMER,
@@ -46,11 +47,19 @@ TAKE_REFUSALS: dict[TakeOutcome, tuple[str, str]] = {
 
 
 async def on_accept_quote(ctx: Context, msg: Message) -> None:
+    outcome = await _accept(ctx, msg)
+    if outcome is not None:
+        ACCEPTS.labels(outcome).inc()
+
+
+async def _accept(ctx: Context, msg: Message) -> str | None:
+    """Returns how the accept was answered (`accepted` or the refusal's code), or
+    None if it had been answered before."""
     cmd = msg.payload
     assert isinstance(cmd, ev.AcceptQuote)
     command_id = msg.event_id
     if await already_processed(ctx, command_id):
-        return
+        return None
     try:
         requested_side = from_proto(cmd.side) if cmd.side else None
     except ValueError as exc:
@@ -94,8 +103,10 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
     )
     if not answer.ok:
         return await _risk_rejected(ctx, msg, order.rfq_id, answer.message)
+    answered = False
 
     async def step() -> None:
+        nonlocal answered
         now = ctx.clock.now()
         async with ctx.uow() as uow:
             if not await uow.mark_processed(CONSUMER, command_id):
@@ -133,6 +144,7 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
                 causation_id=command_id,
             )
             await uow.commit()
+            answered = True
         log.info("quote accepted; last look requested", rfq_id=order.rfq_id, maker=quote.maker)
 
     try:
@@ -140,7 +152,8 @@ async def on_accept_quote(ctx: Context, msg: Message) -> None:
     except _LostRace as lost:
         # Another accept or a cancel got there first: our credit goes back.
         await ctx.risk.release(reservation_id, "accept lost the race")
-        await refuse(ctx, msg, order.rfq_id, "wrong_state", lost.reason)
+        return await refuse(ctx, msg, order.rfq_id, "wrong_state", lost.reason)
+    return "accepted" if answered else None
 
 
 async def _undo_earlier_attempt(ctx: Context, rfq_id: str, quote_id: str, command_id: str) -> None:
@@ -158,8 +171,12 @@ class _LostRace(Exception):
         self.reason = reason
 
 
-async def _risk_rejected(ctx: Context, msg: Message, rfq_id: str, reason: str) -> None:
+async def _risk_rejected(ctx: Context, msg: Message, rfq_id: str, reason: str) -> str | None:
+    code = "insufficient_credit"
+    answered = False
+
     async def step() -> None:
+        nonlocal answered
         async with ctx.uow() as uow:
             if not await uow.mark_processed(CONSUMER, msg.event_id):
                 return
@@ -176,10 +193,12 @@ async def _risk_rejected(ctx: Context, msg: Message, rfq_id: str, reason: str) -
                 requester=order.requester,
                 state=order.state.value,
                 accepted=False,
-                code="insufficient_credit",
+                code=code,
                 reason=reason,
             )
             await uow.commit()
+            answered = True
         log.info("accept refused by risk", rfq_id=rfq_id, reason=reason)
 
     await retry_on_conflict(step)
+    return code if answered else None

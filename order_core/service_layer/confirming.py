@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prometheus_client import Counter
 
 from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import OrderEvent, OrderState
 from order_core.domain.order import Order
+from order_core.metrics import ACCEPT_TO_CONFIRMED
 from order_core.service_layer import messages
 from order_core.service_layer.context import (
     CONSUMER,
@@ -66,8 +69,11 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
             reason = f"credit reservation could not be committed: {answer.message}"
     elif pending:
         await ctx.risk.release(p.reservation_id, reason)
+    confirmed_after: timedelta | None = None
 
     async def step() -> None:
+        nonlocal confirmed_after
+        confirmed_after = None
         now = ctx.clock.now()
         async with ctx.uow() as uow:
             if not await uow.mark_processed(CONSUMER, msg.event_id):
@@ -82,6 +88,10 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
             if still_pending and event is OrderEvent.COUNTERPARTY_CONFIRM:
                 quote = await repo.get_quote(current.accepted_quote_id or "")
                 assert quote is not None
+                if current.lastlook_deadline is not None:
+                    # the accept set the deadline one last-look window after itself
+                    accepted_at = current.lastlook_deadline - ctx.last_look_window
+                    confirmed_after = now - accepted_at
                 current.apply(event, now)
                 current.trade_id = derived_id("trade", current.rfq_id, p.reservation_id)
                 await repo.save(current)
@@ -100,6 +110,8 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
             await uow.commit()
 
     await retry_on_conflict(step)
+    if confirmed_after is not None:
+        ACCEPT_TO_CONFIRMED.observe(confirmed_after.total_seconds())
     log.info("last look answered", rfq_id=p.rfq_id, outcome=event.value, reason=reason)
 
 

@@ -134,10 +134,12 @@ def emit_result(
     )
 
 
-async def refuse(ctx: Context, msg: Message, rfq_id: str, code: str, reason: str) -> None:
+async def refuse(ctx: Context, msg: Message, rfq_id: str, code: str, reason: str) -> str | None:
+    """Answers a command with a refusal; returns its code, or None if the command
+    had already been answered."""
     async with ctx.uow() as uow:
         if not await uow.mark_processed(CONSUMER, msg.event_id):
-            return
+            return None
         order = await OrderRepository(uow.conn).get(rfq_id)
         emit_result(
             uow,
@@ -151,6 +153,7 @@ async def refuse(ctx: Context, msg: Message, rfq_id: str, code: str, reason: str
         )
         await uow.commit()
     log.info("command refused", rfq_id=rfq_id, code=code, reason=reason)
+    return code
 
 
 def unknown_command_target(rfq_id: str) -> tuple[str, str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prometheus_client import Counter
 
 from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState
 from order_core.domain.order import Order, Quote
+from order_core.metrics import RFQ_RECORDED, RFQ_TO_FIRST_QUOTE
 from order_core.service_layer import messages
 from order_core.service_layer.context import (
     CONSUMER,
@@ -62,7 +65,7 @@ async def on_rfq_requested(ctx: Context, msg: Message) -> None:
         repo = OrderRepository(uow.conn)
         if await repo.add(order):
             log.info("rfq recorded", rfq_id=order.rfq_id, makers=len(order.counterparties))
-            emit_state(uow, order, msg, "RfqRequested")
+            emit_state(uow, order, msg, RFQ_RECORDED)
             if not order.counterparties:
                 order.apply(OrderEvent.RFQ_REJECTED, now)
                 await repo.save(order)
@@ -89,8 +92,11 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
         raise InvalidMessage(str(exc)) from None
     if not quote.quote_id or (quote.bid_px is None and quote.offer_px is None):
         raise InvalidMessage("a quote needs a quote_id and a bid or an offer")
+    first_quote_after: timedelta | None = None
 
     async def step() -> None:
+        nonlocal first_quote_after
+        first_quote_after = None
         now = ctx.clock.now()
         async with ctx.uow() as uow:
             if not await uow.mark_processed(CONSUMER, msg.event_id):
@@ -114,6 +120,7 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
                 await repo.save(order)
                 if before is not order.state:
                     emit_state(uow, order, msg, OrderEvent.RECEIVE_QUOTE)
+                    first_quote_after = now - order.created_at
             elif order.state is not OrderState.PENDING_CONFIRMATION:
                 # Too late to matter; recorded as processed so it is not retried.
                 await uow.commit()
@@ -142,6 +149,8 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
             await uow.commit()
 
     await retry_on_conflict(step)
+    if first_quote_after is not None:
+        RFQ_TO_FIRST_QUOTE.observe(first_quote_after.total_seconds())
 
 
 async def on_quote_withdrawn(ctx: Context, msg: Message) -> None:

@@ -8,30 +8,37 @@ retried with backoff until it succeeds; any other exception is retried a few tim
 and then dead-lettered. Offsets are committed only up to records whose handler
 (and its transaction) finished, so a crash means redelivery, which the idempotent
 handlers absorb.
+
+Each message is handled in a trace span parented on the context it carries, and
+the consumer reports its lag per partition (the partition's high watermark minus
+the next offset it has to handle).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from otc import tracing
 from otc.bus.envelope import InvalidMessage, Message, decode
 from otc.bus.lanes import Lane
 from otc.bus.producer import Publisher
 from otc.bus.topics import dlq
 from otc.errors import DomainError, is_transient
 from otc.logging import correlation, get_logger
-from otc.metrics import DLQ_MESSAGES, HANDLER_SECONDS, MESSAGES_CONSUMED
+from otc.metrics import CONSUMER_LAG, DLQ_MESSAGES, HANDLER_SECONDS, MESSAGES_CONSUMED
 
 Handler = Callable[[str, Message], Awaitable[None]]
 
 STOP_TIMEOUT_S = 5.0
 FINISH_TIMEOUT_S = 10.0  # how long a stopping consumer lets a record in hand finish
 MAX_BACKLOG = 2000  # records fetched ahead per partition before fetching pauses
+LAG_REPORT_INTERVAL_S = 0.5
 
 log = get_logger(__name__)
 
@@ -61,6 +68,10 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._lanes: dict[TopicPartition, Lane] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._first_fetched: dict[TopicPartition, int] = {}
+        self._lag_reported_at = 0.0
+        for topic in topics:  # a zero to compare with from the start
+            DLQ_MESSAGES.labels(service, topic)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -140,8 +151,10 @@ class Consumer:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
                 for tp, records in batches.items():
                     self._lane(tp).feed(records)
+                    self._first_fetched.setdefault(tp, records[0].offset)
                 self._backpressure()
                 await self._commit()
+                self._report_lag()
         finally:
             await asyncio.gather(*(lane.finish(FINISH_TIMEOUT_S) for lane in self._lanes.values()))
             await self._commit()
@@ -151,6 +164,25 @@ class Consumer:
         if lane is None:
             lane = self._lanes[tp] = Lane(self._handle_record)
         return lane
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_reported_at < LAG_REPORT_INTERVAL_S:
+            return
+        self._lag_reported_at = now
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:  # nothing fetched from it yet
+                continue
+            lane = self._lanes.get(tp)
+            done = lane.next_offset if lane is not None else None
+            if done is None:
+                # nothing handled yet: everything from where fetching started waits;
+                # a partition that has fetched nothing has nothing waiting
+                done = self._committed.get(tp, self._first_fetched.get(tp, end))
+            CONSUMER_LAG.labels(self.service, self._group_id or "", tp.topic, tp.partition).set(
+                max(end - done, 0)
+            )
 
     def _backpressure(self) -> None:
         """Stops fetching a partition whose lane is far behind, until it catches up."""
@@ -188,6 +220,9 @@ class Consumer:
                 # still held is redelivered there, and handlers are idempotent
                 await lane.abandon()
             self._committed.pop(tp, None)
+            self._first_fetched.pop(tp, None)
+            with contextlib.suppress(KeyError):  # its new owner reports it now
+                CONSUMER_LAG.remove(self.service, self._group_id or "", tp.topic, str(tp.partition))
 
     async def _handle_record(self, record: ConsumerRecord) -> None:
         topic = record.topic
@@ -197,7 +232,18 @@ class Consumer:
         except InvalidMessage as exc:
             await self._dead_letter(record, str(exc))
             return
-        with correlation(message.correlation_id, event_id=message.event_id, topic=topic):
+        with (
+            correlation(message.correlation_id, event_id=message.event_id, topic=topic),
+            tracing.handling(
+                self.service,
+                topic,
+                event_id=message.event_id,
+                message_type=message.type,
+                correlation_id=message.correlation_id,
+                record_headers=record.headers,
+                envelope_context=message.trace_context,
+            ),
+        ):
             attempt = 0
             while True:
                 attempt += 1

@@ -6,12 +6,14 @@ which consumers route to the topic's dead-letter queue instead of crashing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
+from otc import tracing
 from otc.contracts import envelope_pb2, events_pb2
 from otc.ids import new_id
 
@@ -35,6 +37,7 @@ class Message:
     correlation_id: str
     causation_id: str
     payload: ProtoMessage
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
 
 def type_name(payload: ProtoMessage) -> str:
@@ -49,8 +52,10 @@ def encode(
     correlation_id: str,
     causation_id: str = "",
     event_id: str | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> tuple[str, bytes]:
-    """Returns (event_id, bytes); the id is fixed here so a re-publish is a duplicate."""
+    """Returns (event_id, bytes); the id is fixed here so a re-publish is a duplicate.
+    The trace context is the current one unless given."""
     if type_name(payload) not in PAYLOAD_TYPES:
         raise ValueError(f"{type_name(payload)} is not a registered event payload")
     envelope = envelope_pb2.Envelope(
@@ -60,6 +65,7 @@ def encode(
         correlation_id=correlation_id,
         causation_id=causation_id,
         payload=payload.SerializeToString(),
+        trace_context=tracing.carrier(correlation_id) if trace_context is None else trace_context,
     )
     envelope.occurred_at.FromDatetime(occurred_at)
     return envelope.event_id, envelope.SerializeToString()
@@ -91,4 +97,5 @@ def decode(raw: bytes | None) -> Message:
         correlation_id=envelope.correlation_id,
         causation_id=envelope.causation_id,
         payload=payload,
+        trace_context=dict(envelope.trace_context),
     )

@@ -1,4 +1,5 @@
-"""Publishing enveloped messages to Kafka (at-least-once, `acks=all`)."""
+"""Publishing enveloped messages to Kafka (at-least-once, `acks=all`), each with
+the trace context of the work that sent it in its envelope and in its headers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message as ProtoMessage
 
+from otc import tracing
 from otc.bus.envelope import encode
 from otc.clock import Clock, SystemClock
 from otc.logging import get_logger
@@ -50,6 +52,7 @@ class Publisher:
         causation_id: str = "",
         event_id: str | None = None,
     ) -> str:
+        context = tracing.carrier(correlation_id)
         event_id, raw = encode(
             payload,
             producer=self.producer_name,
@@ -57,8 +60,9 @@ class Publisher:
             correlation_id=correlation_id,
             causation_id=causation_id,
             event_id=event_id,
+            trace_context=context,
         )
-        await self.send_raw(topic, key, raw)
+        await self.send_raw(topic, key, raw, tracing.headers(context))
         return event_id
 
     async def send_raw(
@@ -68,18 +72,27 @@ class Publisher:
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """Sends one record; with no `headers`, the current trace context's."""
         raw_key = key.encode() if isinstance(key, str) else key
+        if headers is None:
+            headers = tracing.headers(tracing.carrier())
         await asyncio.wait_for(
             self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers),
             SEND_TIMEOUT_S,
         )
 
     async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
-        """Sends (topic, key, value) records; returns when all are acknowledged."""
+        """Sends (topic, key, envelope) records, each with its envelope's trace
+        context in its headers; returns when all are acknowledged."""
 
         async def send_all() -> None:
             futures = [
-                await self._producer.send(topic, value=value, key=key.encode())
+                await self._producer.send(
+                    topic,
+                    value=value,
+                    key=key.encode(),
+                    headers=tracing.envelope_headers(value),
+                )
                 for topic, key, value in records
             ]
             for future in futures:

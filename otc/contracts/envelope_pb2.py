@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cotc/contracts/envelope.proto\x12\x06otc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cotc/contracts/envelope.proto\x12\x06otc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\x39\n\rtrace_context\x18\x08 \x03(\x0b\x32\".otc.v1.Envelope.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otc.contracts.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ENVELOPE_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_ENVELOPE']._serialized_start=74
-  _globals['_ENVELOPE']._serialized_end=246
+  _globals['_ENVELOPE']._serialized_end=358
+  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_start=307
+  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_end=358
 # @@protoc_insertion_point(module_scope)

@@ -5,9 +5,11 @@ The one envelope every Kafka message travels in. The payload is one of the
 messages in events.proto, named by `type` (its full protobuf name).
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -23,6 +25,26 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class Envelope(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     EVENT_ID_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
@@ -30,6 +52,7 @@ class Envelope(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     CAUSATION_ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """unique per message; consumers dedupe on it"""
     type: _builtins.str
@@ -43,6 +66,13 @@ class Envelope(_message.Message):
     payload: _builtins.bytes
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (traceparent, tracestate) of the work that produced it. It
+        travels inside the envelope, not only in Kafka headers, so that it survives
+        the outbox: a row written in a span is published later, by the relay.
+        """
+
     def __init__(
         self,
         *,
@@ -53,10 +83,11 @@ class Envelope(_message.Message):
         correlation_id: _builtins.str = ...,
         causation_id: _builtins.str = ...,
         payload: _builtins.bytes = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["causation_id", b"causation_id", "correlation_id", b"correlation_id", "event_id", b"event_id", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["causation_id", b"causation_id", "correlation_id", b"correlation_id", "event_id", b"event_id", "occurred_at", b"occurred_at", "payload", b"payload", "producer", b"producer", "trace_context", b"trace_context", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from otc.clock import SystemClock
 from otc.logging import configure
 from otc.quote_book import QuoteBook
 from otc.redis_client import connect as connect_redis
-from otc.service import serve
+from otc.service import EXIT_CUT_OFF, ShutdownCutOff, serve
 from otc.settings import Settings, get_settings
 from quoting_service.adapters.protection import ProtectionWindow
 from quoting_service.service_layer.halts import Controls
@@ -64,7 +64,10 @@ def quoter(
         # Built inside the loop: Kafka clients bind to the running loop when created.
         await serve(build(settings, maker=maker, strategy_path=strategy), settings)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ShutdownCutOff:
+        raise typer.Exit(EXIT_CUT_OFF) from None
 
 
 @quoter_app.command()
