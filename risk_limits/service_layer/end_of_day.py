@@ -15,12 +15,11 @@ from sqlalchemy import text
 
 from otc.logging import get_logger
 from risk_limits.adapters.end_of_day import CommittedCredit
-from risk_limits.domain.credit import CreditLine, sum_holds
-from risk_limits.domain.reservation import MOVEMENT, TARGET, Action, Reservation, decide
-from risk_limits.metrics import RESERVATIONS_EXPIRED
+from risk_limits.domain.credit import CreditLine
+from risk_limits.domain.reservation import Reservation
 
 from .dependencies import Dependencies
-from .settling import EXPIRY_REASON, SWEEP_BATCH
+from .settling import expire_overdue
 
 log = get_logger(__name__)
 
@@ -35,22 +34,8 @@ async def expire_frozen(before: datetime, deps: Dependencies) -> int:
     """Expires every FROZEN reservation whose deadline is at or before `before`
     (never later than now); returns how many."""
     expired = 0
-    while True:
-        now = deps.clock.now()
-        async with deps.uow() as uow:
-            overdue = await uow.reservations.claim_overdue(min(before, now), SWEEP_BATCH)
-            if not overdue:
-                break
-            for reservation in overdue:
-                decide(reservation.reservation_id, reservation.status, Action.EXPIRE)
-            for hold in sum_holds(hold for r in overdue for hold in r.holds):
-                await uow.credit_lines.move(hold, MOVEMENT[Action.EXPIRE], now)
-            await uow.reservations.set_status(
-                [r.reservation_id for r in overdue], TARGET[Action.EXPIRE], EXPIRY_REASON, now
-            )
-            await uow.commit()
-        RESERVATIONS_EXPIRED.inc(len(overdue))
-        expired += len(overdue)
+    while batch := await expire_overdue(deps, before):
+        expired += batch
     if expired:
         log.info("end of day expired frozen reservations", count=expired)
     return expired

@@ -73,12 +73,14 @@ async def release(cmd: commands.Release, deps: Dependencies) -> Status:
         return await apply(uow, stored, Action.RELEASE, cmd.reason, now, RELEASES)
 
 
-async def expire_overdue(deps: Dependencies) -> int:
-    """Expires one batch of FROZEN reservations whose deadline has passed; returns
-    how many, so that the sweeper knows whether to take another batch at once."""
+async def expire_overdue(deps: Dependencies, before: datetime | None = None) -> int:
+    """Expires one batch of FROZEN reservations whose deadline has passed (and is at
+    or before `before`, when given); returns how many, so that the caller knows
+    whether to take another batch at once."""
     now = deps.clock.now()
+    cutoff = now if before is None else min(before, now)
     async with deps.uow() as uow:
-        overdue = await uow.reservations.claim_overdue(now, SWEEP_BATCH)
+        overdue = await uow.reservations.claim_overdue(cutoff, SWEEP_BATCH)
         if not overdue:
             return 0
         for reservation in overdue:
