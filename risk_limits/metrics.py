@@ -12,7 +12,8 @@ FREEZES = Counter(
 )
 COMMITS = Counter(
     "otc_risk_commits_total",
-    "Commit calls, by outcome (committed, replayed, refused, not_found, invalid)",
+    "Commit calls, by outcome (committed, replayed, expired: past the deadline, refused, "
+    "not_found, invalid)",
     ["outcome"],
 )
 RELEASES = Counter(
@@ -22,7 +23,7 @@ RELEASES = Counter(
 )
 RESERVATIONS_EXPIRED = Counter(
     "otc_risk_reservations_expired_total",
-    "FROZEN reservations released by the sweeper after their deadline",
+    "FROZEN reservations released after their deadline, by the sweeper or a late Commit",
 )
 SETTLEMENTS = Counter(
     "otc_risk_settlements_total",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fotc/contracts/risk_limits.proto\x12\x0erisk_limits.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\tCreditLeg\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"\x8e\x01\n\rFreezeRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\'\n\x04legs\x18\x03 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x0e\x46reezeResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"\'\n\rCommitRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"8\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x13ReservationResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"9\n\x12GetExposureRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\"\x81\x01\n\x08\x45xposure\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x0c\n\x04used\x18\x04 \x01(\t\x12\x0e\n\x06\x66rozen\x18\x05 \x01(\t\x12\x11\n\tavailable\x18\x06 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x07 \x01(\t\"\\\n\x14SetCreditLineRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x04 \x01(\t\"@\n\x17SetReferenceRateRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0brate_in_usd\x18\x02 \x01(\t\"6\n\rReferenceRate\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0brate_in_usd\x18\x02 \x01(\t\"R\n\x18SettleReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"A\n\x13\x45xpireFrozenRequest\x12*\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x14\x45xpireFrozenResponse\x12\x0f\n\x07\x65xpired\x18\x01 \x01(\x03\"\x16\n\x14ListCommittedRequest\"\xc3\x01\n\x14\x43ommittedReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\'\n\x04legs\x18\x03 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12(\n\x05holds\x18\x04 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12\x30\n\x0c\x63ommitted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x15ListCommittedResponse\x12:\n\x0creservations\x18\x01 \x03(\x0b\x32$.risk_limits.v1.CommittedReservation\x12\'\n\x05lines\x18\x02 \x03(\x0b\x32\x18.risk_limits.v1.Exposure2\x8a\x06\n\nRiskLimits\x12G\n\x06\x46reeze\x12\x1d.risk_limits.v1.FreezeRequest\x1a\x1e.risk_limits.v1.FreezeResponse\x12L\n\x06\x43ommit\x12\x1d.risk_limits.v1.CommitRequest\x1a#.risk_limits.v1.ReservationResponse\x12N\n\x07Release\x12\x1e.risk_limits.v1.ReleaseRequest\x1a#.risk_limits.v1.ReservationResponse\x12K\n\x0bGetExposure\x12\".risk_limits.v1.GetExposureRequest\x1a\x18.risk_limits.v1.Exposure\x12O\n\rSetCreditLine\x12$.risk_limits.v1.SetCreditLineRequest\x1a\x18.risk_limits.v1.Exposure\x12Z\n\x10SetReferenceRate\x12\'.risk_limits.v1.SetReferenceRateRequest\x1a\x1d.risk_limits.v1.ReferenceRate\x12\x62\n\x11SettleReservation\x12(.risk_limits.v1.SettleReservationRequest\x1a#.risk_limits.v1.ReservationResponse\x12Y\n\x0c\x45xpireFrozen\x12#.risk_limits.v1.ExpireFrozenRequest\x1a$.risk_limits.v1.ExpireFrozenResponse\x12\\\n\rListCommitted\x12$.risk_limits.v1.ListCommittedRequest\x1a%.risk_limits.v1.ListCommittedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fotc/contracts/risk_limits.proto\x12\x0erisk_limits.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\tCreditLeg\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"\x8e\x01\n\rFreezeRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\'\n\x04legs\x18\x03 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x0e\x46reezeResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"\'\n\rCommitRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"8\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"{\n\x13ReservationResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06rfq_id\x18\x03 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"e\n\x11ListFrozenRequest\x12\x32\n\x0e\x63reated_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\"\x99\x01\n\x11\x46rozenReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x12ListFrozenResponse\x12\x37\n\x0creservations\x18\x01 \x03(\x0b\x32!.risk_limits.v1.FrozenReservation\"9\n\x12GetExposureRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x02 \x01(\t\"\x81\x01\n\x08\x45xposure\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x0c\n\x04used\x18\x04 \x01(\t\x12\x0e\n\x06\x66rozen\x18\x05 \x01(\t\x12\x11\n\tavailable\x18\x06 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x07 \x01(\t\"\\\n\x14SetCreditLineRequest\x12\r\n\x05party\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x04 \x01(\t\"@\n\x17SetReferenceRateRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0brate_in_usd\x18\x02 \x01(\t\"6\n\rReferenceRate\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0brate_in_usd\x18\x02 \x01(\t\"R\n\x18SettleReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"A\n\x13\x45xpireFrozenRequest\x12*\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x14\x45xpireFrozenResponse\x12\x0f\n\x07\x65xpired\x18\x01 \x01(\x03\"\x16\n\x14ListCommittedRequest\"\xc3\x01\n\x14\x43ommittedReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x0e\n\x06rfq_id\x18\x02 \x01(\t\x12\'\n\x04legs\x18\x03 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12(\n\x05holds\x18\x04 \x03(\x0b\x32\x19.risk_limits.v1.CreditLeg\x12\x30\n\x0c\x63ommitted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x15ListCommittedResponse\x12:\n\x0creservations\x18\x01 \x03(\x0b\x32$.risk_limits.v1.CommittedReservation\x12\'\n\x05lines\x18\x02 \x03(\x0b\x32\x18.risk_limits.v1.Exposure2\xbd\x07\n\nRiskLimits\x12G\n\x06\x46reeze\x12\x1d.risk_limits.v1.FreezeRequest\x1a\x1e.risk_limits.v1.FreezeResponse\x12L\n\x06\x43ommit\x12\x1d.risk_limits.v1.CommitRequest\x1a#.risk_limits.v1.ReservationResponse\x12N\n\x07Release\x12\x1e.risk_limits.v1.ReleaseRequest\x1a#.risk_limits.v1.ReservationResponse\x12K\n\x0bGetExposure\x12\".risk_limits.v1.GetExposureRequest\x1a\x18.risk_limits.v1.Exposure\x12O\n\rSetCreditLine\x12$.risk_limits.v1.SetCreditLineRequest\x1a\x18.risk_limits.v1.Exposure\x12Z\n\x10SetReferenceRate\x12\'.risk_limits.v1.SetReferenceRateRequest\x1a\x1d.risk_limits.v1.ReferenceRate\x12\x62\n\x11SettleReservation\x12(.risk_limits.v1.SettleReservationRequest\x1a#.risk_limits.v1.ReservationResponse\x12Y\n\x0c\x45xpireFrozen\x12#.risk_limits.v1.ExpireFrozenRequest\x1a$.risk_limits.v1.ExpireFrozenResponse\x12\\\n\rListCommitted\x12$.risk_limits.v1.ListCommittedRequest\x1a%.risk_limits.v1.ListCommittedResponse\x12\\\n\x0eGetReservation\x12%.risk_limits.v1.GetReservationRequest\x1a#.risk_limits.v1.ReservationResponse\x12S\n\nListFrozen\x12!.risk_limits.v1.ListFrozenRequest\x1a\".risk_limits.v1.ListFrozenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,29 +43,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASEREQUEST']._serialized_start=412
   _globals['_RELEASEREQUEST']._serialized_end=468
   _globals['_RESERVATIONRESPONSE']._serialized_start=470
-  _globals['_RESERVATIONRESPONSE']._serialized_end=531
-  _globals['_GETEXPOSUREREQUEST']._serialized_start=533
-  _globals['_GETEXPOSUREREQUEST']._serialized_end=590
-  _globals['_EXPOSURE']._serialized_start=593
-  _globals['_EXPOSURE']._serialized_end=722
-  _globals['_SETCREDITLINEREQUEST']._serialized_start=724
-  _globals['_SETCREDITLINEREQUEST']._serialized_end=816
-  _globals['_SETREFERENCERATEREQUEST']._serialized_start=818
-  _globals['_SETREFERENCERATEREQUEST']._serialized_end=882
-  _globals['_REFERENCERATE']._serialized_start=884
-  _globals['_REFERENCERATE']._serialized_end=938
-  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=940
-  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1022
-  _globals['_EXPIREFROZENREQUEST']._serialized_start=1024
-  _globals['_EXPIREFROZENREQUEST']._serialized_end=1089
-  _globals['_EXPIREFROZENRESPONSE']._serialized_start=1091
-  _globals['_EXPIREFROZENRESPONSE']._serialized_end=1130
-  _globals['_LISTCOMMITTEDREQUEST']._serialized_start=1132
-  _globals['_LISTCOMMITTEDREQUEST']._serialized_end=1154
-  _globals['_COMMITTEDRESERVATION']._serialized_start=1157
-  _globals['_COMMITTEDRESERVATION']._serialized_end=1352
-  _globals['_LISTCOMMITTEDRESPONSE']._serialized_start=1354
-  _globals['_LISTCOMMITTEDRESPONSE']._serialized_end=1478
-  _globals['_RISKLIMITS']._serialized_start=1481
-  _globals['_RISKLIMITS']._serialized_end=2259
+  _globals['_RESERVATIONRESPONSE']._serialized_end=593
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=595
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=642
+  _globals['_LISTFROZENREQUEST']._serialized_start=644
+  _globals['_LISTFROZENREQUEST']._serialized_end=745
+  _globals['_FROZENRESERVATION']._serialized_start=748
+  _globals['_FROZENRESERVATION']._serialized_end=901
+  _globals['_LISTFROZENRESPONSE']._serialized_start=903
+  _globals['_LISTFROZENRESPONSE']._serialized_end=980
+  _globals['_GETEXPOSUREREQUEST']._serialized_start=982
+  _globals['_GETEXPOSUREREQUEST']._serialized_end=1039
+  _globals['_EXPOSURE']._serialized_start=1042
+  _globals['_EXPOSURE']._serialized_end=1171
+  _globals['_SETCREDITLINEREQUEST']._serialized_start=1173
+  _globals['_SETCREDITLINEREQUEST']._serialized_end=1265
+  _globals['_SETREFERENCERATEREQUEST']._serialized_start=1267
+  _globals['_SETREFERENCERATEREQUEST']._serialized_end=1331
+  _globals['_REFERENCERATE']._serialized_start=1333
+  _globals['_REFERENCERATE']._serialized_end=1387
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=1389
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1471
+  _globals['_EXPIREFROZENREQUEST']._serialized_start=1473
+  _globals['_EXPIREFROZENREQUEST']._serialized_end=1538
+  _globals['_EXPIREFROZENRESPONSE']._serialized_start=1540
+  _globals['_EXPIREFROZENRESPONSE']._serialized_end=1579
+  _globals['_LISTCOMMITTEDREQUEST']._serialized_start=1581
+  _globals['_LISTCOMMITTEDREQUEST']._serialized_end=1603
+  _globals['_COMMITTEDRESERVATION']._serialized_start=1606
+  _globals['_COMMITTEDRESERVATION']._serialized_end=1801
+  _globals['_LISTCOMMITTEDRESPONSE']._serialized_start=1803
+  _globals['_LISTCOMMITTEDRESPONSE']._serialized_end=1927
+  _globals['_RISKLIMITS']._serialized_start=1930
+  _globals['_RISKLIMITS']._serialized_end=2887
 # @@protoc_insertion_point(module_scope)

@@ -79,6 +79,16 @@ class RiskLimitsStub:
                 request_serializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedRequest.SerializeToString,
                 response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedResponse.FromString,
                 _registered_method=True)
+        self.GetReservation = channel.unary_unary(
+                '/risk_limits.v1.RiskLimits/GetReservation',
+                request_serializer=otc_dot_contracts_dot_risk__limits__pb2.GetReservationRequest.SerializeToString,
+                response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.FromString,
+                _registered_method=True)
+        self.ListFrozen = channel.unary_unary(
+                '/risk_limits.v1.RiskLimits/ListFrozen',
+                request_serializer=otc_dot_contracts_dot_risk__limits__pb2.ListFrozenRequest.SerializeToString,
+                response_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ListFrozenResponse.FromString,
+                _registered_method=True)
 
 
 class RiskLimitsServicer:
@@ -151,6 +161,22 @@ class RiskLimitsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReservation(self, request, context):
+        """The reservation's status as stored: what a caller that lost track of a Commit
+        or Release (a timeout, a crash) reads to learn what really happened.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFrozen(self, request, context):
+        """FROZEN reservations created before `created_before`, oldest first, for the
+        reconciler that releases those no live order holds. Pages by `after`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskLimitsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +224,16 @@ def add_RiskLimitsServicer_to_server(servicer, server):
                     servicer.ListCommitted,
                     request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedRequest.FromString,
                     response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ListCommittedResponse.SerializeToString,
+            ),
+            'GetReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReservation,
+                    request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.GetReservationRequest.FromString,
+                    response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.SerializeToString,
+            ),
+            'ListFrozen': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFrozen,
+                    request_deserializer=otc_dot_contracts_dot_risk__limits__pb2.ListFrozenRequest.FromString,
+                    response_serializer=otc_dot_contracts_dot_risk__limits__pb2.ListFrozenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +479,60 @@ class RiskLimits:
             '/risk_limits.v1.RiskLimits/ListCommitted',
             otc_dot_contracts_dot_risk__limits__pb2.ListCommittedRequest.SerializeToString,
             otc_dot_contracts_dot_risk__limits__pb2.ListCommittedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/risk_limits.v1.RiskLimits/GetReservation',
+            otc_dot_contracts_dot_risk__limits__pb2.GetReservationRequest.SerializeToString,
+            otc_dot_contracts_dot_risk__limits__pb2.ReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFrozen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/risk_limits.v1.RiskLimits/ListFrozen',
+            otc_dot_contracts_dot_risk__limits__pb2.ListFrozenRequest.SerializeToString,
+            otc_dot_contracts_dot_risk__limits__pb2.ListFrozenResponse.FromString,
             options,
             channel_credentials,
             insecure,

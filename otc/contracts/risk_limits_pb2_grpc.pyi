@@ -63,6 +63,14 @@ class RiskLimitsStub:
     """Every COMMITTED reservation with what it holds, and every line using credit:
     what the end-of-day reconciliation compares with the trades waiting to settle.
     """
+    GetReservation: _grpc.UnaryUnaryMultiCallable[_risk_limits_pb2.GetReservationRequest, _risk_limits_pb2.ReservationResponse]
+    """The reservation's status as stored: what a caller that lost track of a Commit
+    or Release (a timeout, a crash) reads to learn what really happened.
+    """
+    ListFrozen: _grpc.UnaryUnaryMultiCallable[_risk_limits_pb2.ListFrozenRequest, _risk_limits_pb2.ListFrozenResponse]
+    """FROZEN reservations created before `created_before`, oldest first, for the
+    reconciler that releases those no live order holds. Pages by `after`.
+    """
 
 @_typing.type_check_only
 class RiskLimitsAsyncStub(RiskLimitsStub):
@@ -92,6 +100,14 @@ class RiskLimitsAsyncStub(RiskLimitsStub):
     ListCommitted: _aio.UnaryUnaryMultiCallable[_risk_limits_pb2.ListCommittedRequest, _risk_limits_pb2.ListCommittedResponse]  # type: ignore[assignment]
     """Every COMMITTED reservation with what it holds, and every line using credit:
     what the end-of-day reconciliation compares with the trades waiting to settle.
+    """
+    GetReservation: _aio.UnaryUnaryMultiCallable[_risk_limits_pb2.GetReservationRequest, _risk_limits_pb2.ReservationResponse]  # type: ignore[assignment]
+    """The reservation's status as stored: what a caller that lost track of a Commit
+    or Release (a timeout, a crash) reads to learn what really happened.
+    """
+    ListFrozen: _aio.UnaryUnaryMultiCallable[_risk_limits_pb2.ListFrozenRequest, _risk_limits_pb2.ListFrozenResponse]  # type: ignore[assignment]
+    """FROZEN reservations created before `created_before`, oldest first, for the
+    reconciler that releases those no live order holds. Pages by `after`.
     """
 
 class RiskLimitsServicer(metaclass=_abc_1.ABCMeta):
@@ -173,6 +189,26 @@ class RiskLimitsServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_risk_limits_pb2.ListCommittedResponse, _abc.Awaitable[_risk_limits_pb2.ListCommittedResponse]]:
         """Every COMMITTED reservation with what it holds, and every line using credit:
         what the end-of-day reconciliation compares with the trades waiting to settle.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReservation(
+        self,
+        request: _risk_limits_pb2.GetReservationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_risk_limits_pb2.ReservationResponse, _abc.Awaitable[_risk_limits_pb2.ReservationResponse]]:
+        """The reservation's status as stored: what a caller that lost track of a Commit
+        or Release (a timeout, a crash) reads to learn what really happened.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFrozen(
+        self,
+        request: _risk_limits_pb2.ListFrozenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_risk_limits_pb2.ListFrozenResponse, _abc.Awaitable[_risk_limits_pb2.ListFrozenResponse]]:
+        """FROZEN reservations created before `created_before`, oldest first, for the
+        reconciler that releases those no live order holds. Pages by `after`.
         """
 
 def add_RiskLimitsServicer_to_server(servicer: RiskLimitsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

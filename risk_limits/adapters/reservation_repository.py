@@ -90,6 +90,23 @@ class ReservationRepository:
         )
         return [_reservation(row) for row in await self._conn.execute(stmt)]
 
+    async def frozen_before(
+        self, created_before: datetime, after: str, limit: int
+    ) -> list[tuple[Reservation, datetime]]:
+        """FROZEN reservations created before `created_before`, by id after `after`."""
+        r = reservations.c
+        stmt = (
+            select(reservations)
+            .where(
+                r.status == Status.FROZEN.value,
+                r.created_at < created_before,
+                r.reservation_id > after,
+            )
+            .order_by(r.reservation_id)
+            .limit(limit)
+        )
+        return [(_reservation(row), row.created_at) for row in await self._conn.execute(stmt)]
+
     async def set_status(
         self, reservation_ids: Sequence[str], status: Status, reason: str, now: datetime
     ) -> None:

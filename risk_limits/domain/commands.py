@@ -75,3 +75,15 @@ class RecordTradeOutcome:
     trade_id: str
     failed: bool
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetReservation:
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListFrozen:
+    created_before: datetime
+    after: str
+    limit: int

@@ -5,6 +5,7 @@
     ├── ReservationIdReused       one id, two different requests
     ├── ReleasedBeforeFrozen      a Freeze arriving after its own Release
     ├── IllegalTransition         e.g. Commit of a RELEASED reservation
+    ├── ReservationExpired        a Commit after the reservation's deadline
     ├── CurrencyChangeRefused     a line's currency changed while it carries credit
     ├── MissingReferenceRate      a conversion needs a rate no admin has set
     └── RfqAlreadyCommitted       a second committed reservation for one RFQ
@@ -37,6 +38,10 @@ class ReleasedBeforeFrozen(Conflict):
 
 class IllegalTransition(Conflict):
     code = "illegal_transition"
+
+
+class ReservationExpired(Conflict):
+    code = "reservation_expired"
 
 
 class CurrencyChangeRefused(Conflict):

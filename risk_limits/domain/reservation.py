@@ -116,6 +116,12 @@ def decide(reservation_id: str, status: Status, action: Action) -> Decision:
     return decision
 
 
+def past_deadline(reservation: Reservation, now: datetime) -> bool:
+    """A FROZEN reservation whose deadline has come can only be released: a Commit
+    then is refused, so "not committed by its deadline" always means "released"."""
+    return reservation.status is Status.FROZEN and reservation.deadline <= now
+
+
 def replay_freeze(stored: Reservation, request_hash: str) -> Status:
     """The answer to a Freeze whose reservation id is already recorded: the same as
     the first time for the same request, a refusal for anything else."""

@@ -25,6 +25,7 @@ from risk_limits.service_layer import (
     credit_lines,
     end_of_day,
     freezing,
+    lookups,
     settling,
     trade_outcomes,
 )
@@ -133,6 +134,36 @@ class RiskLimitsServicer(pb_grpc.RiskLimitsServicer):
             reservations=[_committed(r, committed_at) for r, committed_at in snapshot.reservations],
             lines=[_exposure(line) for line in snapshot.lines],
         )
+
+    async def GetReservation(
+        self, request: pb.GetReservationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReservationResponse:
+        query = commands.GetReservation(request.reservation_id)
+        stored = await _answer(context, lookups.get_reservation(query, self._deps))
+        answer = pb.ReservationResponse(
+            reservation_id=stored.reservation_id, status=stored.status.value, rfq_id=stored.rfq_id
+        )
+        answer.deadline.FromDatetime(stored.deadline)
+        return answer
+
+    async def ListFrozen(
+        self, request: pb.ListFrozenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFrozenResponse:
+        before = (
+            request.created_before.ToDatetime(tzinfo=UTC)
+            if request.HasField("created_before")
+            else self._deps.clock.now()
+        )
+        query = commands.ListFrozen(before, request.after, request.limit)
+        page = await _answer(context, lookups.list_frozen(query, self._deps))
+        answer = pb.ListFrozenResponse()
+        for item in page:
+            frozen = answer.reservations.add(
+                reservation_id=item.reservation.reservation_id, rfq_id=item.reservation.rfq_id
+            )
+            frozen.created_at.FromDatetime(item.created_at)
+            frozen.deadline.FromDatetime(item.reservation.deadline)
+        return answer
 
 
 def _committed(r: Reservation, committed_at: datetime) -> pb.CommittedReservation:

@@ -16,7 +16,7 @@ from otc.errors import Conflict, ValidationFailed
 from otc.logging import get_logger
 from risk_limits.domain import commands
 from risk_limits.domain.credit import require_uuid, sum_holds
-from risk_limits.domain.errors import ReservationNotFound
+from risk_limits.domain.errors import ReservationExpired, ReservationNotFound
 from risk_limits.domain.reservation import (
     MOVEMENT,
     TARGET,
@@ -26,6 +26,7 @@ from risk_limits.domain.reservation import (
     Reservation,
     Status,
     decide,
+    past_deadline,
 )
 from risk_limits.metrics import COMMITS, RELEASES, RESERVATIONS_EXPIRED
 
@@ -46,6 +47,15 @@ async def commit(cmd: commands.Commit, deps: Dependencies) -> Status:
         if stored is None:
             COMMITS.labels("not_found").inc()
             raise ReservationNotFound(f"reservation {reservation_id} not found")
+        if past_deadline(stored, now):
+            # Decided under the row lock the sweeper also takes: a reservation past
+            # its deadline is released, never committed, whoever gets to it first.
+            await apply(uow, stored, Action.EXPIRE, EXPIRY_REASON, now, COMMITS)
+            RESERVATIONS_EXPIRED.inc()
+            raise ReservationExpired(
+                f"reservation {reservation_id} passed its deadline "
+                f"{stored.deadline.isoformat()} uncommitted; its credit was released"
+            )
         return await apply(uow, stored, Action.COMMIT, "", now, COMMITS)
 
 

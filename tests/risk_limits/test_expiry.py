@@ -20,7 +20,7 @@ from otc.db import make_engine
 from otc.errors import Conflict
 from otc.infra.platform import Endpoints
 from risk_limits.domain import commands
-from risk_limits.domain.errors import IllegalTransition
+from risk_limits.domain.errors import IllegalTransition, ReservationExpired
 from risk_limits.domain.reservation import Status
 from risk_limits.seed import DEMO_BILATERAL_LIMIT, DEMO_LIMIT, seed_demo_credit
 from risk_limits.service_layer.credit_lines import get_exposure, set_credit_line
@@ -108,7 +108,36 @@ async def test_overdue_reservations_beyond_one_batch_are_all_expired(
     assert await frozen(deps, a) == 0
 
 
-async def test_sweepers_racing_commits_move_each_reservation_once(
+async def test_a_commit_after_the_deadline_is_refused_and_releases_the_credit(
+    deps: Dependencies, clock: ManualClock
+) -> None:
+    await sweep_all(deps)
+    a, b = await parties(deps)
+    assert await freeze(freeze_cmd("late-" + a, a, b, "40"), deps) is Status.FROZEN
+    clock.advance(TTL)  # the deadline has come; the sweeper has not run
+
+    with pytest.raises(ReservationExpired, match="passed its deadline"):
+        await commit(commands.Commit(rid("late-" + a)), deps)
+
+    line = await get_exposure(commands.GetExposure(a), deps)
+    assert (line.frozen, line.used) == (0, 0)
+    assert await expire_overdue(deps) == 0  # already released, by the Commit
+    with pytest.raises(IllegalTransition, match="is EXPIRED; cannot commit"):
+        await commit(commands.Commit(rid("late-" + a)), deps)
+
+
+async def test_a_commit_just_before_the_deadline_commits(
+    deps: Dependencies, clock: ManualClock
+) -> None:
+    await sweep_all(deps)
+    a, b = await parties(deps)
+    await freeze(freeze_cmd("timely-" + a, a, b, "40"), deps)
+    clock.advance(TTL - timedelta(milliseconds=1))
+    assert await commit(commands.Commit(rid("timely-" + a)), deps) is Status.COMMITTED
+    assert (await get_exposure(commands.GetExposure(a), deps)).used == 40
+
+
+async def test_sweepers_racing_late_commits_expire_each_reservation_once(
     deps: Dependencies, clock: ManualClock
 ) -> None:
     await sweep_all(deps)
@@ -118,19 +147,21 @@ async def test_sweepers_racing_commits_move_each_reservation_once(
         await freeze(freeze_cmd(reservation_id, a, b, "10"), deps)
     clock.advance(TTL)
 
-    async def try_commit(seed: str) -> bool:
+    async def try_commit(seed: str) -> str:
         try:
             await commit(commands.Commit(rid(seed)), deps)
+        except ReservationExpired:
+            return "expired"  # the Commit got the row first and released it
         except Conflict:
-            return False
-        return True
+            return "refused"  # a sweeper got the row first
+        return "committed"
 
     results = await asyncio.gather(sweep_all(deps), sweep_all(deps), *(try_commit(r) for r in ids))
-    expired_count, committed_count = results[0] + results[1], sum(results[2:])
-    assert expired_count + committed_count == len(ids)
+    swept, answers = results[0] + results[1], results[2:]
+    assert "committed" not in answers
+    assert swept + answers.count("expired") == len(ids)
     line = await get_exposure(commands.GetExposure(a), deps)
-    assert line.frozen == 0
-    assert line.used == 10 * committed_count
+    assert (line.frozen, line.used) == (0, 0)
 
 
 async def test_seeding_demo_credit_is_idempotent(
