@@ -18,9 +18,17 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
 
 from otc.bus.envelope import InvalidMessage, Message
 from otc.clock import Clock, to_millis
@@ -29,6 +37,7 @@ from otc.errors import DomainError, OtcError
 from otc.logging import get_logger
 from otc.money import InvalidDecimal, parse_decimal
 from otc.quote_book import StoredQuote
+from otc.text import MAX_REASON_LENGTH, refuse_control
 from quoting_service.adapters.contracts import LastLook, last_look, rfq_view
 from quoting_service.metrics import BOTS_CONNECTED
 from quoting_service.service_layer.desk import Cause, MakerDesk, Refused
@@ -55,10 +64,14 @@ class ReplaceData(QuoteData):
     quote_id: StrictStr  # the quote being replaced
 
 
+# A maker's reason reaches the trader and the audit trail: plain text only.
+Reason = Annotated[StrictStr, Field(max_length=MAX_REASON_LENGTH), AfterValidator(refuse_control)]
+
+
 class WithdrawData(_Data):
     rfq_id: StrictStr
     quote_id: StrictStr
-    reason: StrictStr = "withdrawn by the market maker"
+    reason: Reason = "withdrawn by the market maker"
 
 
 class LastLookData(_Data):
@@ -66,7 +79,7 @@ class LastLookData(_Data):
     quote_id: StrictStr
     confirm: StrictBool
     price: StrictStr | None = None  # required to confirm: the accepted price, repeated
-    reason: StrictStr = ""
+    reason: Reason = ""
 
 
 class OpenRfqs:

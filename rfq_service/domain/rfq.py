@@ -13,6 +13,7 @@ from otc.errors import Conflict, ValidationFailed
 from otc.instruments import INSTRUMENTS
 from otc.money import InvalidDecimal, fmt, parse_decimal
 from otc.sides import Side
+from otc.text import control_character
 
 DEFAULT_WINDOW_MS = 30_000
 MIN_WINDOW_MS = 1_000
@@ -66,6 +67,8 @@ def validate_rfq(
 ) -> RfqSpec:
     if not client_rfq_id.strip():
         raise ValidationFailed("client_rfq_id must not be empty")
+    if (found := control_character(client_rfq_id)) is not None:
+        raise ValidationFailed(f"client_rfq_id must not contain control characters (found {found})")
     if instrument not in INSTRUMENTS:
         known = ", ".join(sorted(INSTRUMENTS))
         raise ValidationFailed(

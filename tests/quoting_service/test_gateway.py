@@ -345,6 +345,36 @@ async def test_a_malformed_message_gets_an_error_the_connection_stays_nothing_is
         assert len([s for s in gateway.tap.seen if submitted_by(MAKER_A, rfq_id)(s)]) == 1
 
 
+async def test_a_reason_with_control_characters_is_refused_with_a_clear_error(
+    gateway: Gateway,
+) -> None:
+    async with bot(gateway, MAKER_A) as a:
+        rfq_id = await delivered(gateway, a, rfq([MAKER_A]))
+        live = await a.ask("quote", {"rfq_id": rfq_id, "offer_px": "65010"})
+        quote_id = live["data"]["quote_id"]
+        for kind, data in (
+            ("withdraw", {"rfq_id": rfq_id, "quote_id": quote_id, "reason": "re\x00pricing"}),
+            (
+                "last_look",
+                {
+                    "reservation_id": str(uuid.uuid4()),
+                    "quote_id": quote_id,
+                    "confirm": False,
+                    "reason": "moved\x1b[2J",
+                },
+            ),
+        ):
+            answer = await a.ask(kind, data)
+            assert answer["error"]["code"] == "invalid_request", answer
+            assert (
+                "reason: Value error, must not contain control characters (found U+"
+                in (answer["error"]["message"])
+            )
+        # refused, not half-done: the quote is still live and withdraws cleanly
+        gone = await a.ask("withdraw", {"rfq_id": rfq_id, "quote_id": quote_id, "reason": "ok"})
+        assert gone["data"]["withdrawn"] is True
+
+
 async def test_a_bot_cannot_touch_another_makers_quote_or_last_look(gateway: Gateway) -> None:
     async with bot(gateway, MAKER_A) as a, bot(gateway, MAKER_B) as b:
         shared = rfq([MAKER_A, MAKER_B])
