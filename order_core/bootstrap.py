@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import uvicorn
@@ -15,6 +16,7 @@ from order_core.entrypoints.audit_api import create_audit_app
 from order_core.service_layer.audit_queries import AuditQueries
 from order_core.service_layer.deadlines import sweep
 from order_core.service_layer.handlers import HANDLERS, Context
+from order_core.service_layer.reconciling import reconcile
 from otc.auth import TokenVerifier
 from otc.bus import topics
 from otc.bus.consumer import Consumer
@@ -38,6 +40,7 @@ TOPICS = (
     topics.SETTLEMENT_EVENTS,
 )
 SWEEP_INTERVAL_S = 0.25
+CATCH_UP_TIMEOUT_S = 30.0
 
 
 class OrderCore:
@@ -62,6 +65,7 @@ class OrderCore:
             clock=self._clock,
             last_look_window=timedelta(milliseconds=s.last_look_window_ms),
             reservation_ttl=timedelta(milliseconds=s.reservation_ttl_ms),
+            last_look_grace=timedelta(milliseconds=s.last_look_grace_ms),
         )
         self._publisher = Publisher(s.require("kafka_bootstrap"), self.name, self._clock)
         await self._publisher.start()
@@ -104,13 +108,40 @@ class OrderCore:
         await handler(self.ctx, message)
 
     async def _sweep_forever(self) -> None:
+        await self._caught_up()
+        await asyncio.gather(
+            self._every(SWEEP_INTERVAL_S, "deadline sweep", sweep),
+            self._every(
+                self._settings.reconcile_interval_ms / 1000, "reconciliation", self._reconcile
+            ),
+        )
+
+    async def _caught_up(self) -> None:
+        """Deadlines wait until the backlog is handled: after an outage, answers the
+        makers sent in time are on the topics, and must count before any sweep
+        times their orders out."""
+        catching_up = asyncio.ensure_future(self._consumer.wait_caught_up(CATCH_UP_TIMEOUT_S))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({catching_up, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not catching_up.done():
+            catching_up.cancel()
+        elif isinstance(catching_up.exception(), TimeoutError):
+            log.warning("backlog not handled in time; sweeping anyway", waited_s=CATCH_UP_TIMEOUT_S)
+
+    async def _reconcile(self, ctx: Context) -> None:
+        await reconcile(ctx, timedelta(milliseconds=self._settings.reconcile_grace_ms))
+
+    async def _every(
+        self, interval_s: float, what: str, work: Callable[[Context], Awaitable[object]]
+    ) -> None:
         while not self._stopping.is_set():
             try:
-                await sweep(self.ctx)
+                await work(self.ctx)
             except Exception as exc:
-                log.warning("deadline sweep failed", error=f"{type(exc).__name__}: {exc}")
+                log.warning(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), SWEEP_INTERVAL_S)
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
 
     async def run(self) -> None:
         serving = [self._server.serve()] if self._server is not None else []

@@ -74,8 +74,9 @@ class PutResult:
 
 
 class Fate(StrEnum):
-    """Why a quote is not live (any more)."""
+    """Why a quote is not live (any more), or LIVE once a take was given back."""
 
+    LIVE = "live"
     TAKEN = "taken"
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
@@ -249,6 +250,36 @@ return {not_live(state), ''}
 """
 )
 
+# KEYS: quote, taken, fate, maker pointer, maker index, halt.
+# ARGV: taker, quote id, member, tombstone ttl ms.
+_GIVE_BACK = (
+    _LIB
+    + """
+local record = redis.call('GET', KEYS[2])
+if not record then return 'not_taken' end
+local taker, quote = split(record)
+if taker ~= ARGV[1] then return 'not_taken' end
+redis.call('DEL', KEYS[2])
+local q = cjson.decode(quote)
+local maker, until_ms = q['maker'], tonumber(q['valid_until_ms'])
+local now = redis.call('TIME')
+local fate = nil
+if until_ms <= now[1] * 1000 + math.floor(now[2] / 1000) then fate = 'expired'
+elseif redis.call('EXISTS', KEYS[6]) == 1 then fate = 'withdrawn'
+else
+  local current = redis.call('GET', KEYS[4])
+  if current and current ~= ARGV[2] then fate = 'replaced' end
+end
+if fate then
+  redis.call('SET', KEYS[3], fate .. '\\n' .. maker, 'PX', ARGV[4])
+  return fate
+end
+store(KEYS[1], KEYS[3], KEYS[4], KEYS[5], quote, ARGV[2], ARGV[3], maker, until_ms,
+  until_ms + ARGV[4])
+return 'restored'
+"""
+)
+
 # KEYS: maker index, halt. ARGV: maker, halt reason ('' to leave it quoting),
 # tombstone ttl, and the key prefixes of quotes, fates and maker pointers, so the
 # keys of each indexed quote are spelled by the same code as everywhere else.
@@ -282,6 +313,7 @@ class QuoteBook:
         self._withdraw = redis.register_script(_WITHDRAW)
         self._take = redis.register_script(_TAKE)
         self._withdraw_all = redis.register_script(_WITHDRAW_ALL)
+        self._give_back = redis.register_script(_GIVE_BACK)
 
     async def put(self, quote: StoredQuote) -> PutResult:
         """Stores a new quote. Refused while the maker is halted, when the maker
@@ -370,6 +402,27 @@ class QuoteBook:
         )
         result = TakeOutcome(_text(outcome))
         return result, StoredQuote.from_json(raw) if result is TakeOutcome.TAKEN else None
+
+    async def give_back(self, rfq_id: str, quote_id: str, *, taker: str, maker: str) -> Fate | None:
+        """Undoes `taker`'s take of a quote whose accept could not go through: the
+        quote is live again as it was, unless it expired, its maker was halted or
+        quoted anew meanwhile (then that is its fate). None when `taker` holds no
+        take of it (never took it, or gave it back already)."""
+        outcome = await self._give_back(
+            keys=[
+                quote_key(rfq_id, quote_id),
+                taken_key(rfq_id, quote_id),
+                fate_key(rfq_id, quote_id),
+                maker_key(rfq_id, maker),
+                live_key(maker),
+                halt_key(maker),
+            ],
+            args=[taker, quote_id, _member(rfq_id, quote_id), TOMBSTONE_TTL_MS],
+        )
+        result = _text(outcome)
+        if result == "not_taken":
+            return None
+        return Fate.LIVE if result == "restored" else Fate(result)
 
     async def taker(self, rfq_id: str, quote_id: str) -> str | None:
         """Who took the quote (the accept command's id), if anyone did."""

@@ -111,6 +111,23 @@ class Settings(BaseSettings):
     last_look_window_ms: int = Field(
         default=200, gt=0, description="how long a market maker has to answer a last look"
     )
+    last_look_grace_ms: int = Field(
+        default=200,
+        ge=0,
+        description="how long after a last-look window the sweeper still waits for an answer "
+        "the maker sent in time (answers count by when they were sent)",
+    )
+    reconcile_interval_ms: int = Field(
+        default=30_000,
+        gt=0,
+        description="how often order_core reconciles orders with credit reservations",
+    )
+    reconcile_grace_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="how old a pending order or frozen reservation must be before the "
+        "reconciler repairs it",
+    )
     accept_reply_timeout_ms: int = Field(
         default=2_000,
         description="how long the edge waits for order_core to answer an accept before a 202",

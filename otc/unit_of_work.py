@@ -17,6 +17,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from otc import failpoints
 from otc.bus.envelope import encode
 from otc.clock import Clock
 
@@ -34,6 +35,9 @@ class UnitOfWork:
         self._engine = engine
         self._tables = tables
         self._producer = producer
+        service = producer.replace("-", "_")
+        self._before_commit = f"{service}.uow.before_commit"
+        self._after_commit = f"{service}.uow.after_commit"
         self.clock = clock
         self._pending: list[dict[str, object]] = []
         self._conn: AsyncConnection | None = None
@@ -101,4 +105,6 @@ class UnitOfWork:
         if self._pending:
             await self.conn.execute(self._tables.outbox.insert(), self._pending)
             self._pending = []
+        failpoints.hit(self._before_commit)
         await self._tx.commit()
+        failpoints.hit(self._after_commit)

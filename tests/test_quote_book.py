@@ -269,3 +269,54 @@ async def test_no_quote_survives_a_kill_racing_new_quotes(book: QuoteBook) -> No
     assert withdrawn
     assert {q.quote_id for q in withdrawn} == {q.quote_id for q in stored}
     assert await book.live(maker, int(time.time() * 1000)) == []
+
+
+async def test_a_take_given_back_is_live_again_and_can_be_taken_by_another(
+    book: QuoteBook,
+) -> None:
+    maker = _maker()
+    quote = _quote(new_id(), maker=maker)
+    await book.put(quote)
+    await book.take(quote.rfq_id, quote.quote_id, taker="refused-accept", maker=maker)
+
+    assert await book.give_back(
+        quote.rfq_id, quote.quote_id, taker="refused-accept", maker=maker
+    ) is (Fate.LIVE)
+    assert (quote.rfq_id, quote.quote_id) in await book.live(maker, int(time.time() * 1000))
+    taken, stored = await book.take(quote.rfq_id, quote.quote_id, taker="retry", maker=maker)
+    assert (taken, stored) == (TakeOutcome.TAKEN, quote)
+
+
+async def test_only_the_taker_gives_a_take_back_and_only_once(book: QuoteBook) -> None:
+    maker = _maker()
+    quote = _quote(new_id(), maker=maker)
+    await book.put(quote)
+    await book.take(quote.rfq_id, quote.quote_id, taker="winner", maker=maker)
+
+    assert await book.give_back(quote.rfq_id, quote.quote_id, taker="other", maker=maker) is None
+    assert await book.taker(quote.rfq_id, quote.quote_id) == "winner"
+    assert await book.give_back(quote.rfq_id, quote.quote_id, taker="winner", maker=maker)
+    assert await book.give_back(quote.rfq_id, quote.quote_id, taker="winner", maker=maker) is None
+
+
+@pytest.mark.parametrize("meanwhile", ["expired", "replaced", "withdrawn"])
+async def test_a_take_given_back_stays_gone_if_its_quote_could_not_be_live(
+    book: QuoteBook, meanwhile: str
+) -> None:
+    maker = _maker()
+    quote = _quote(new_id(), maker=maker, ttl_ms=300 if meanwhile == "expired" else 5000)
+    await book.put(quote)
+    await book.take(quote.rfq_id, quote.quote_id, taker="accept", maker=maker)
+    if meanwhile == "expired":
+        await asyncio.sleep(0.4)
+    elif meanwhile == "replaced":  # the maker quoted anew while its quote was taken
+        assert (await book.put(_quote(quote.rfq_id, maker=maker))).outcome is PutOutcome.STORED
+    else:  # halted by its kill switch
+        await book.withdraw_all(maker, halt="kill switch")
+
+    fate = await book.give_back(quote.rfq_id, quote.quote_id, taker="accept", maker=maker)
+
+    assert fate is Fate(meanwhile)
+    taken, _ = await book.take(quote.rfq_id, quote.quote_id, taker="retry", maker=maker)
+    assert taken is TakeOutcome(meanwhile)
+    await book.resume(maker)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -151,11 +151,20 @@ class OrderRepository:
             (OrderState.RFQ_SENT, OrderState.QUOTED), orders.c.rfq_expires_at, now, limit
         )
 
-    async def overdue_last_looks(self, now: datetime, limit: int) -> list[Order]:
-        """Orders whose maker did not answer the last look in time, locked."""
-        return await self._overdue(
-            (OrderState.PENDING_CONFIRMATION,), orders.c.lastlook_deadline, now, limit
+    async def overdue_last_looks(
+        self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None = None
+    ) -> list[Order]:
+        """Orders pending a last look whose window closed at or before `cutoff`, by
+        (deadline, rfq_id) after `after`, so that a caller pages past any order it
+        could not end. Not locked: ending one goes through a versioned update."""
+        deadline = orders.c.lastlook_deadline
+        query = select(orders).where(
+            orders.c.state == OrderState.PENDING_CONFIRMATION.value, deadline <= cutoff
         )
+        if after is not None:
+            query = query.where(tuple_(deadline, orders.c.rfq_id) > tuple_(*after))
+        query = query.order_by(deadline, orders.c.rfq_id).limit(limit)
+        return [_order(r) for r in (await self._conn.execute(query)).mappings()]
 
     async def _overdue(
         self, states: tuple[OrderState, ...], deadline: Any, now: datetime, limit: int

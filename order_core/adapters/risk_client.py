@@ -6,7 +6,7 @@ Every call carries the caller's trace context in its metadata."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import grpc
@@ -23,6 +23,13 @@ class CreditLeg:
     counterparty: str
     amount: Decimal
     currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenReservation:
+    reservation_id: str
+    rfq_id: str
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,31 @@ class RiskClient:
         except grpc.aio.AioRpcError as exc:
             return _refusal(exc)
         return RiskAnswer(True, reply.status)
+
+    async def status(self, reservation_id: str) -> str | None:
+        """The reservation's stored status (FROZEN, COMMITTED, ...), None if unknown."""
+        try:
+            reply = await self._stub.GetReservation(
+                pb.GetReservationRequest(reservation_id=reservation_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        status: str = reply.status
+        return status
+
+    async def frozen_before(
+        self, created_before: datetime, after: str, limit: int
+    ) -> list[FrozenReservation]:
+        """One page of FROZEN reservations created before `created_before`."""
+        request = pb.ListFrozenRequest(after=after, limit=limit)
+        request.created_before.FromDatetime(created_before)
+        reply = await self._stub.ListFrozen(request, timeout=self._timeout)
+        return [
+            FrozenReservation(r.reservation_id, r.rfq_id, r.created_at.ToDatetime(tzinfo=UTC))
+            for r in reply.reservations
+        ]
 
 
 _BUSINESS_REFUSALS = {

@@ -3,7 +3,8 @@ PENDING_CONFIRMATION, or answer the trader with the reason it cannot be done.
 
 Effects outside PostgreSQL (taking the quote, freezing credit) come before the
 transaction that records them and are idempotent on the command id, so a crash or
-a redelivery in between repeats them harmlessly.
+a redelivery in between repeats them harmlessly. An accept that is refused after
+them gives both back, but only once its refusal is recorded (see _refuse_undoing).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from order_core.adapters.repository import OrderRepository
 from order_core.adapters.risk_client import CreditLeg
 from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState
-from order_core.domain.order import AcceptRefused
+from order_core.domain.order import AcceptRefused, Quote
 from order_core.metrics import ACCEPTS
 from order_core.service_layer import messages
 from order_core.service_layer.context import (
@@ -24,6 +25,7 @@ from order_core.service_layer.context import (
     retry_on_conflict,
     unknown_command_target,
 )
+from otc import failpoints
 from otc.bus import topics
 from otc.bus.envelope import InvalidMessage, Message
 from otc.contracts import events_pb2 as ev
@@ -34,6 +36,10 @@ from otc.quote_book import TakeOutcome
 from otc.sides import from_proto
 
 log = get_logger(__name__)
+
+# What a Freeze may answer for an accept to go on: FROZEN, or COMMITTED when an
+# earlier attempt got as far as a confirmed trade (its own step then finds it done).
+HELD = frozenset({"FROZEN", "COMMITTED", "SETTLED", "SETTLEMENT_FAILED"})
 
 # Why a quote could not be taken, as the trader's 409 says it.
 TAKE_REFUSALS: dict[TakeOutcome, tuple[str, str]] = {
@@ -73,21 +79,20 @@ async def _accept(ctx: Context, msg: Message) -> str | None:
         return await refuse(ctx, msg, cmd.rfq_id, *unknown_command_target(cmd.rfq_id))
     if order.state is not OrderState.QUOTED:
         reason = str(IllegalTransition(order.state, OrderEvent.ACCEPT_QUOTE))
-        await _undo_earlier_attempt(ctx, order.rfq_id, cmd.quote_id, command_id)
-        return await refuse(ctx, msg, order.rfq_id, "wrong_state", reason)
+        return await _refuse_undoing(ctx, msg, order.rfq_id, quote, "wrong_state", reason)
     if quote is None:
         return await refuse(ctx, msg, order.rfq_id, "unknown_quote", f"no quote {cmd.quote_id}")
     try:
         fill = order.fill_for(quote, requested_side, now)
     except AcceptRefused as exc:
-        await _undo_earlier_attempt(ctx, order.rfq_id, cmd.quote_id, command_id)
-        return await refuse(ctx, msg, order.rfq_id, exc.code, exc.message)
+        return await _refuse_undoing(ctx, msg, order.rfq_id, quote, exc.code, exc.message)
 
     taken, _ = await ctx.quotes.take(
         order.rfq_id, quote.quote_id, taker=command_id, maker=quote.maker
     )
     if taken is not TakeOutcome.TAKEN:
         return await refuse(ctx, msg, order.rfq_id, *TAKE_REFUSALS[taken])
+    failpoints.hit("order_core.accept.after_take")
 
     reservation_id = derived_id("reservation", command_id)
     currency = INSTRUMENTS[order.instrument].quote
@@ -102,7 +107,13 @@ async def _accept(ctx: Context, msg: Message) -> str | None:
         deadline=now + ctx.reservation_ttl,
     )
     if not answer.ok:
-        return await _risk_rejected(ctx, msg, order.rfq_id, answer.message)
+        return await _risk_rejected(ctx, msg, order.rfq_id, quote, answer.message)
+    if answer.status not in HELD:
+        # A redelivered accept whose reservation was released meanwhile (its
+        # deadline passed, or the reconciler found no order holding it).
+        why = f"the credit reservation of this accept is {answer.status.lower()}"
+        return await _refuse_undoing(ctx, msg, order.rfq_id, quote, "reservation_expired", why)
+    failpoints.hit("order_core.accept.after_freeze")
     answered = False
 
     async def step() -> None:
@@ -150,18 +161,37 @@ async def _accept(ctx: Context, msg: Message) -> str | None:
     try:
         await retry_on_conflict(step)
     except _LostRace as lost:
-        # Another accept or a cancel got there first: our credit goes back.
-        await ctx.risk.release(reservation_id, "accept lost the race")
-        return await refuse(ctx, msg, order.rfq_id, "wrong_state", lost.reason)
+        # Another accept or a cancel got there first: our credit and quote go back.
+        return await _refuse_undoing(ctx, msg, order.rfq_id, quote, "wrong_state", lost.reason)
     return "accepted" if answered else None
 
 
-async def _undo_earlier_attempt(ctx: Context, rfq_id: str, quote_id: str, command_id: str) -> None:
-    """A redelivered accept that can no longer succeed may have taken the quote and
-    frozen credit before a crash: if the quote's taker is this very command, give
-    the credit back now rather than at the reservation's deadline."""
-    if await ctx.quotes.taker(rfq_id, quote_id) == command_id:
-        await ctx.risk.release(derived_id("reservation", command_id), "accept could not complete")
+async def _refuse_undoing(
+    ctx: Context, msg: Message, rfq_id: str, quote: Quote | None, code: str, reason: str
+) -> str | None:
+    """Refuses the accept, then undoes what an earlier attempt of this very command
+    may have done before a crash (taken the quote, frozen credit). Undone only once
+    the refusal is on record: from then on no attempt of this command can ever
+    commit an order pending on that credit, whereas one that checked before an
+    earlier attempt committed would otherwise release the credit of a live order."""
+    code_answered = await refuse(ctx, msg, rfq_id, code, reason)
+    if code_answered is not None:
+        await _undo_attempt(ctx, rfq_id, quote, msg.event_id, "accept could not complete")
+    return code_answered
+
+
+async def _undo_attempt(
+    ctx: Context, rfq_id: str, quote: Quote | None, command_id: str, why: str
+) -> None:
+    """Gives back the quote the accept `command_id` took, and then the credit it may
+    have frozen after taking it; nothing if it took nothing."""
+    if quote is None:
+        return
+    given_back = await ctx.quotes.give_back(
+        rfq_id, quote.quote_id, taker=command_id, maker=quote.maker
+    )
+    if given_back is not None:
+        await ctx.risk.release(derived_id("reservation", command_id), why)
 
 
 class _LostRace(Exception):
@@ -171,7 +201,9 @@ class _LostRace(Exception):
         self.reason = reason
 
 
-async def _risk_rejected(ctx: Context, msg: Message, rfq_id: str, reason: str) -> str | None:
+async def _risk_rejected(
+    ctx: Context, msg: Message, rfq_id: str, quote: Quote, reason: str
+) -> str | None:
     code = "insufficient_credit"
     answered = False
 
@@ -201,4 +233,9 @@ async def _risk_rejected(ctx: Context, msg: Message, rfq_id: str, reason: str) -
         log.info("accept refused by risk", rfq_id=rfq_id, reason=reason)
 
     await retry_on_conflict(step)
-    return code if answered else None
+    if not answered:
+        return None
+    # Refused for want of credit: the quote stays the trader's to accept once the
+    # credit is there, and the maker's to replace or withdraw.
+    await ctx.quotes.give_back(rfq_id, quote.quote_id, taker=msg.event_id, maker=quote.maker)
+    return code

@@ -10,7 +10,6 @@ from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import OrderEvent, OrderState
 from order_core.domain.order import Order
 from order_core.metrics import ACCEPT_TO_CONFIRMED
-from order_core.service_layer import messages
 from order_core.service_layer.context import (
     CONSUMER,
     Context,
@@ -19,23 +18,29 @@ from order_core.service_layer.context import (
     retry_on_conflict,
     unknown_order,
 )
-from otc.bus import topics
+from order_core.service_layer.resolving import confirm, resolve
+from otc import failpoints
 from otc.bus.envelope import Message
 from otc.contracts import events_pb2 as ev
-from otc.ids import derived_id
 from otc.logging import get_logger
 from otc.money import InvalidDecimal, fmt, parse_decimal
+from otc.text import clean_text
 
 log = get_logger(__name__)
 
 LAST_LOOKS_IGNORED = Counter(
     "otc_last_look_answers_ignored_total",
-    "Last-look answers order_core ignored: too late, or from another maker",
+    "Last-look answers that did not decide the trade: sent after the window (`late`: the "
+    "reservation's state ended the last look), or from another maker",
     ["reason"],
 )
 
 
 async def on_last_look_response(ctx: Context, msg: Message) -> None:
+    """A last-look answer counts when the maker sent it: the envelope's time, stamped
+    by the quoting service, within the order's window. One that order_core handles
+    late (after an outage, a redelivery, a retried Commit) still trades when it was
+    sent in time; one sent after the window ends the last look as the sweeper would."""
     p = msg.payload
     assert isinstance(p, ev.LastLookResponse)
     if await already_processed(ctx, msg.event_id):
@@ -53,10 +58,13 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
     if pending and accepted is not None and p.maker != accepted.maker:
         # Only the maker of the accepted quote may confirm or reject it.
         return await _ignore(ctx, msg, p, "other_maker", "last-look answer from another maker")
-    if pending and deadline is not None and ctx.clock.now() > deadline:
-        # Too late: the sweeper times the order out and releases its credit.
-        return await _ignore(ctx, msg, p, "late", "last-look answer after the window")
-    event, reason = OrderEvent.COUNTERPARTY_REJECT, p.reason or "rejected by the market maker"
+    if pending and deadline is not None and msg.occurred_at > deadline:
+        LAST_LOOKS_IGNORED.labels("late").inc()
+        log.warning("last-look answer sent after the window", rfq_id=p.rfq_id, maker=p.maker)
+        await resolve(ctx, p.rfq_id, p.reservation_id, path="late_answer", cause=msg)
+        return
+    event = OrderEvent.COUNTERPARTY_REJECT
+    reason = clean_text(p.reason) or "rejected by the market maker"
     mismatch = _mismatch(order, p) if pending and p.confirmed else None
     if mismatch is not None:
         reason = f"confirmation refused: {mismatch}"
@@ -64,6 +72,7 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
     elif pending and p.confirmed:
         answer = await ctx.risk.commit(p.reservation_id)
         if answer.ok:
+            failpoints.hit("order_core.confirm.after_commit")
             event, reason = OrderEvent.COUNTERPARTY_CONFIRM, ""
         else:
             reason = f"credit reservation could not be committed: {answer.message}"
@@ -92,14 +101,11 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
                     # the accept set the deadline one last-look window after itself
                     accepted_at = current.lastlook_deadline - ctx.last_look_window
                     confirmed_after = now - accepted_at
-                current.apply(event, now)
-                current.trade_id = derived_id("trade", current.rfq_id, p.reservation_id)
-                await repo.save(current)
-                emit_state(uow, current, msg, event)
-                uow.emit(
-                    topics.TRADE_CONFIRMED,
-                    current.rfq_id,
-                    messages.trade_confirmed(current, quote, now),
+                await confirm(
+                    uow,
+                    repo,
+                    current,
+                    quote,
                     correlation_id=msg.correlation_id or current.rfq_id,
                     causation_id=msg.event_id,
                 )

@@ -48,6 +48,8 @@ class Context:
     clock: Clock
     last_look_window: timedelta
     reservation_ttl: timedelta
+    # how long after a last-look window the sweeper waits for an answer in transit
+    last_look_grace: timedelta = timedelta(0)
     first_attempts: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
 
     def waited_long_enough(self, msg: Message) -> bool:

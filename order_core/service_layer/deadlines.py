@@ -1,17 +1,30 @@
 """Deadlines kept in the order rows, enforced by a sweeper: RFQ windows that close
-and last looks that go unanswered. Rows are locked with SKIP LOCKED, so several
-order_core replicas can sweep at once without doing the same order twice."""
+and last looks that go unanswered. Expiring RFQs locks rows with SKIP LOCKED, so
+several order_core replicas sweep at once without doing the same order twice; an
+overdue last look is ended through its reservation (order_core.service_layer.
+resolving), whose versioned update lets one replica win and the others find it done."""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import Counter
 
 from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import OrderEvent
 from order_core.service_layer import messages
 from order_core.service_layer.handlers import Context
+from order_core.service_layer.resolving import Resolution, resolve
 from otc.bus import topics
+from otc.errors import is_transient
 from otc.logging import get_logger
 
 log = get_logger(__name__)
+
+SWEEP_FAILURES = Counter(
+    "otc_last_look_sweep_failures_total",
+    "Overdue last looks the sweeper could not end on a pass (tried again on the next)",
+)
 
 BATCH = 100
 
@@ -35,33 +48,44 @@ async def expire_rfqs(ctx: Context) -> int:
 
 
 async def time_out_last_looks(ctx: Context) -> int:
-    async with ctx.uow() as uow:
-        now = ctx.clock.now()
-        repo = OrderRepository(uow.conn)
-        overdue = await repo.overdue_last_looks(now, BATCH)
-        for order in overdue:
-            if order.reservation_id:
-                # Inside the transaction on purpose: if the release fails, the
-                # order stays pending and the next sweep tries again.
-                released = await ctx.risk.release(order.reservation_id, "last look timed out")
-                if not released.ok:
-                    # Already committed: the maker's confirmation won the race and
-                    # its handler is about to confirm the order; leave it be.
-                    continue
-            order.end_confirmation(OrderEvent.LAST_LOOK_TIMEOUT, now)
-            await repo.save(order)
-            uow.emit(
-                topics.ORDER_EVENTS,
-                order.rfq_id,
-                messages.state_changed(
-                    order, OrderEvent.LAST_LOOK_TIMEOUT, "the market maker did not confirm in time"
-                ),
-                correlation_id=order.rfq_id,
-            )
-        await uow.commit()
-    if overdue:
-        log.info("last looks timed out", count=len(overdue))
-    return len(overdue)
+    """Ends the last looks whose window closed, plus the transit allowance for an
+    answer sent in time that is still on its way."""
+    return await end_last_looks(ctx, ctx.clock.now() - ctx.last_look_grace, path="sweeper")
+
+
+async def end_last_looks(ctx: Context, cutoff: datetime, *, path: str) -> int:
+    """Ends every last look whose window closed by `cutoff`, one order at a time and
+    each as its reservation says. An order that cannot be ended now is passed over,
+    not waited on, so no order ever holds up the others; the next pass tries again."""
+    ended = 0
+    after: tuple[datetime, str] | None = None
+    while True:
+        async with ctx.engine.connect() as conn:
+            page = await OrderRepository(conn).overdue_last_looks(cutoff, BATCH, after=after)
+        for order in page:
+            assert order.reservation_id is not None, "a pending order holds a reservation"
+            try:
+                resolution = await resolve(ctx, order.rfq_id, order.reservation_id, path=path)
+            except Exception as exc:
+                SWEEP_FAILURES.inc()
+                log.warning(
+                    "last look could not be ended now",
+                    rfq_id=order.rfq_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if is_transient(exc):
+                    return ended  # risk_limits or the database is away: no use going on
+                continue
+            if resolution is not Resolution.NOT_PENDING:
+                ended += 1
+        if len(page) < BATCH:
+            break
+        last = page[-1]
+        assert last.lastlook_deadline is not None
+        after = (last.lastlook_deadline, last.rfq_id)
+    if ended:
+        log.info("last looks ended after their window", count=ended)
+    return ended
 
 
 async def sweep(ctx: Context) -> int:

@@ -28,6 +28,7 @@ from otc.instruments import INSTRUMENTS
 from otc.logging import get_logger
 from otc.money import InvalidDecimal, parse_decimal
 from otc.sides import from_proto
+from otc.text import clean_text
 
 log = get_logger(__name__)
 
@@ -158,6 +159,9 @@ async def on_quote_withdrawn(ctx: Context, msg: Message) -> None:
     assert isinstance(p, ev.QuoteWithdrawn)
     if not p.rfq_id or not p.quote_id or not p.maker:
         raise InvalidMessage("QuoteWithdrawn needs rfq_id, quote_id and maker")
+    withdrawal = ev.QuoteWithdrawn()
+    withdrawal.CopyFrom(p)
+    withdrawal.reason = clean_text(p.reason)
 
     async def step() -> None:
         async with ctx.uow() as uow:
@@ -177,11 +181,13 @@ async def on_quote_withdrawn(ctx: Context, msg: Message) -> None:
                 uow.emit(
                     topics.ORDER_EVENTS,
                     order.rfq_id,
-                    messages.quote_withdrawal_recorded(order, p),
+                    messages.quote_withdrawal_recorded(order, withdrawal),
                     correlation_id=msg.correlation_id or order.rfq_id,
                     causation_id=msg.event_id,
                 )
-                log.info("quote withdrawn", rfq_id=p.rfq_id, maker=p.maker, reason=p.reason)
+                log.info(
+                    "quote withdrawn", rfq_id=p.rfq_id, maker=p.maker, reason=withdrawal.reason
+                )
             await uow.commit()
 
     await retry_on_conflict(step)

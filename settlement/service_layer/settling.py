@@ -18,6 +18,7 @@ from enum import StrEnum
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from otc import failpoints
 from otc.bus.topics import SETTLEMENT_EVENTS
 from otc.calendar import TradingCalendar
 from otc.contracts import events_pb2
@@ -61,6 +62,7 @@ async def attempt(
     attempts = instruction.attempts + 1
     event: ProtoMessage
     if refused is None:
+        failpoints.hit("settlement.book.before")
         booked = await ledger.post_journal(
             JournalKind.TRADE,
             trade.trade_id,
@@ -71,6 +73,7 @@ async def attempt(
         # The instruction row is locked and PENDING: its journal cannot exist yet.
         assert booked, f"trade {trade.trade_id} has a journal but is still pending"
         await instructions.finish(trade.trade_id, TradeStatus.SETTLED, "", attempts, now)
+        failpoints.hit("settlement.book.after")
         event = events_pb2.TradeSettled(
             trade_id=trade.trade_id, rfq_id=trade.rfq_id, settled_at=_timestamp(now)
         )

@@ -15,6 +15,7 @@ from otc.clock import SystemClock
 from otc.db import make_engine
 from otc.infra.platform import Platform
 from otc.quote_book import QuoteBook
+from tests.order_core.makers import new_maker
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +35,8 @@ async def core(platform: Platform) -> AsyncIterator[Context]:
     await risk.close()
     await redis.aclose()
     await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def maker(platform: Platform) -> str:
+    return await new_maker(platform)

@@ -1,0 +1,90 @@
+"""The reconciler between order_core and risk_limits: what the sweeper and the
+handlers would have done, done again from both sides' real state, for whatever a
+crash, a cut connection or a lost call left behind.
+
+- An order still pending a last look well past its window is ended as its
+  reservation says (committed: confirmed; anything else: released, timed out).
+- A reservation still FROZEN well after it was made, that no pending order holds
+  (its accept crashed or was refused after freezing, or was never recorded), is
+  released at once rather than at its deadline.
+
+It runs when order_core starts and then periodically. Every step is idempotent and
+goes through a versioned update or an idempotent RPC, so replicas may run it at the
+same time; `grace` keeps it clear of accepts and last looks still in progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from prometheus_client import Counter
+
+from order_core.adapters.repository import OrderRepository
+from order_core.domain.lifecycle import OrderState
+from order_core.service_layer.context import Context
+from order_core.service_layer.deadlines import end_last_looks
+from otc.logging import get_logger
+
+log = get_logger(__name__)
+
+PAGE = 200
+ORPHAN_REASON = "no live order holds this reservation"
+
+RECONCILER_RUNS = Counter(
+    "otc_reconciler_runs_total", "Reconciler passes, by outcome (ok, failed)", ["outcome"]
+)
+ORPHANS_RELEASED = Counter(
+    "otc_reconciler_orphans_released_total",
+    "FROZEN reservations the reconciler released because no pending order held them",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    last_looks_ended: int
+    orphans_released: int
+
+
+async def reconcile(ctx: Context, grace: timedelta) -> Reconciled:
+    try:
+        now = ctx.clock.now()
+        ended = await end_last_looks(ctx, now - ctx.last_look_grace - grace, path="reconciler")
+        released = await release_orphans(ctx, grace)
+    except Exception:
+        RECONCILER_RUNS.labels("failed").inc()
+        raise
+    RECONCILER_RUNS.labels("ok").inc()
+    if ended or released:
+        log.warning("reconciler repaired state", last_looks_ended=ended, orphans_released=released)
+    return Reconciled(ended, released)
+
+
+async def release_orphans(ctx: Context, grace: timedelta) -> int:
+    created_before = ctx.clock.now() - grace
+    released = 0
+    after = ""
+    while True:
+        page = await ctx.risk.frozen_before(created_before, after, PAGE)
+        for frozen in page:
+            async with ctx.engine.connect() as conn:
+                order = await OrderRepository(conn).get(frozen.rfq_id)
+            held = (
+                order is not None
+                and order.state is OrderState.PENDING_CONFIRMATION
+                and order.reservation_id == frozen.reservation_id
+            )
+            if held:
+                continue
+            answer = await ctx.risk.release(frozen.reservation_id, ORPHAN_REASON)
+            if answer.ok:
+                released += 1
+                ORPHANS_RELEASED.inc()
+                log.warning(
+                    "orphaned reservation released",
+                    rfq_id=frozen.rfq_id,
+                    reservation_id=frozen.reservation_id,
+                )
+        if len(page) < PAGE:
+            return released
+        after = page[-1].reservation_id
