@@ -111,6 +111,42 @@ def migrate() -> None:
 
 
 @app.command()
+def check(
+    grace_s: Annotated[
+        float, typer.Option("--grace-s", min=0, help="how long two services may disagree")
+    ] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the breaks as JSON")] = False,
+) -> None:
+    """Prove the services' books agree (orders, credit, reservations, trades, ledger,
+    audit chain) in one snapshot; exit 1 naming every break, 2 if it cannot run."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from otc.invariants import check_database
+
+    # Fresh settings, not the cached ones: the URL may be the one `otc up` wrote.
+    settings = Settings()
+    url = settings.database_url or _recorded(settings, "database_url")
+    if url is None:
+        typer.echo("OTC_DATABASE_URL is not set and no local `otc up` is running", err=True)
+        raise typer.Exit(2)
+    try:
+        breaks = asyncio.run(check_database(url, grace=timedelta(seconds=grace_s)))
+    except (OSError, SQLAlchemyError) as exc:
+        typer.echo(f"invariants not checked: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        found = [asdict(b) for b in breaks]
+        typer.echo(json.dumps({"ok": not breaks, "breaks": found}, indent=2))
+    elif breaks:
+        for b in breaks:
+            typer.echo(f"{b.invariant}: {b.detail}")
+        typer.echo(f"invariant breaks: {len(breaks)}")
+    else:
+        typer.echo("invariants hold")
+    raise typer.Exit(1 if breaks else 0)
+
+
+@app.command()
 def token(
     party: Annotated[str, typer.Option(help="party id (the token's sub)")] = "TRADER-A",
     role: Annotated[

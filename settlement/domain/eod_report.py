@@ -7,7 +7,8 @@ the batch again over the same books writes the same bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -48,6 +49,7 @@ class Check(StrEnum):
     CREDIT_FREED = "credit_freed"  # credit in use belongs to a trade waiting to settle
     LINE_USED = "line_used"  # a line's used credit is what its reservations hold
     RFQ_OPEN = "rfq_open"  # no RFQ of the day is open after the close
+    INVARIANT = "invariant"  # a platform invariant (otc.invariants) holds, whatever the day
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,11 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.breaks
+
+    def with_breaks(self, more: Iterable[Break]) -> Report:
+        """This report with `more` breaks, in the report's order, and counted."""
+        breaks = sorted([*self.breaks, *more], key=lambda b: (b.check.value, b.subject, b.cause))
+        return replace(self, breaks=breaks, summary={**self.summary, "breaks": len(breaks)})
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -3,9 +3,10 @@
 In order: order_core expires the RFQs still open at the close (its own command,
 its own transitions), risk_limits expires the reservations left frozen past
 their deadline, settlement settles the instructions whose value date has come,
-then the three services' books are compared. Every step is idempotent, so the
-batch is safe to run twice, and the report depends only on the books, so a second
-run over unchanged books writes the same report.
+then the three services' books are compared, and the platform's invariants
+(otc.invariants) are checked over one snapshot of all of them. Every step is
+idempotent, so the batch is safe to run twice, and the report depends only on the
+books, so a second run over unchanged books writes the same report.
 
 A break that may be a message still on its way (an outcome order_core has not
 applied yet, credit risk_limits has not freed yet, a retry due in a moment) gets
@@ -23,11 +24,12 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.clock import Clock
+from otc.invariants import check_invariants
 from otc.logging import get_logger
 from otc.unit_of_work import UnitOfWork
 from settlement.adapters.books import read_books
 from settlement.adapters.tables import OUTBOX_TABLES
-from settlement.domain.eod_report import Report, TradingDay
+from settlement.domain.eod_report import Break, Check, Report, TradingDay
 from settlement.domain.instructions import RetryPolicy
 from settlement.domain.reconciliation import reconcile
 from settlement.domain.views import Books, CreditView, OrderView
@@ -96,6 +98,9 @@ async def run_end_of_day(
         if not in_flight or time.monotonic() > deadline:
             break
         await asyncio.sleep(REREAD_INTERVAL_S)
+    # Judged by the database's clock, not `clock`: they are about the books as they are now.
+    found = await check_invariants(engine)
+    report = report.with_breaks(Break(Check.INVARIANT, b.invariant, b.detail) for b in found)
     for b in report.breaks:
         EOD_BREAKS.labels(b.check.value).inc()
     log.info("end of day", business_date=day.date.isoformat(), breaks=len(report.breaks))
