@@ -76,6 +76,7 @@ class OrderCore:
             handler=self._dispatch,
             publisher=self._publisher,
             group_id="order-core",
+            session_timeout_ms=s.kafka_session_timeout_ms,
         )
         self._relay = OutboxRelay(
             engine=self._engine,

@@ -13,6 +13,9 @@ Each fires the first time its point is reached, or its first N times with `:N`.
 With the variable unset, `hit` is one dict lookup on an empty dict. Unknown names
 are refused at start-up, so a misspelt failpoint can never make a test pass by
 not firing; production refuses failpoints altogether.
+
+With `OTC_ENV=test`, a running service also takes them on its ops port
+(`PUT /failpoints` with the same text), so a test arms one without a restart.
 """
 
 from __future__ import annotations
@@ -88,6 +91,14 @@ def hit(name: str) -> None:
         sys.stderr.flush()
         os._exit(CRASH_EXIT_CODE)
     raise FailpointError(f"failpoint {name} fired")
+
+
+def armable_at_runtime() -> bool:
+    return os.environ.get("OTC_ENV") == "test"
+
+
+def armed() -> list[str]:
+    return [f"{name}={a.action}:{a.remaining}" for name, a in _ARMED.items() if a.remaining]
 
 
 def arm(spec: str) -> None:

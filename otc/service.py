@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otc import tracing
+from otc import failpoints, tracing
 from otc.http_server import http_server
 from otc.logging import get_logger
 from otc.settings import Settings
@@ -59,11 +59,28 @@ def ops_routes(ready: Callable[[], bool]) -> list[Route]:
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return [
+    routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
     ]
+    if failpoints.armable_at_runtime():
+        routes.append(Route("/failpoints", failpoints_endpoint, methods=["PUT", "DELETE"]))
+    return routes
+
+
+async def failpoints_endpoint(request: Request) -> Response:
+    """Test environments only: PUT arms the failpoints named in the body, DELETE
+    disarms them all."""
+    if request.method == "DELETE":
+        failpoints.disarm()
+        return JSONResponse({"armed": []})
+    try:
+        failpoints.arm((await request.body()).decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        error = {"code": "invalid_failpoint", "message": str(exc)}
+        return JSONResponse({"error": error}, status_code=400)
+    return JSONResponse({"armed": failpoints.armed()})
 
 
 CLOSE_AFTER_CUT_OFF_S = 5.0  # to let go of connections once work was cut off

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=None,
         description="Kafka bootstrap servers (host:port,...); unset, `otc up` starts a broker",
     )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="how long a consumer group waits for a member that stopped heartbeating "
+        "(a crash) before its partitions move to the others",
+    )
     kafka_partitions: int = Field(
         default=6, description="partitions of each topic `otc up` creates"
     )

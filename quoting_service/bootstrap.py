@@ -127,6 +127,7 @@ def build(
         handler=partial(dispatch, deps),
         publisher=publisher,
         group_id=group_id or name,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
     )
     return Quoter(
         name=name,

@@ -68,6 +68,7 @@ class RfqService:
             handler=OrderFeed(self._engine, None, None, self._clock).handle,
             publisher=self._publisher,
             group_id="rfq-service-read-model",
+            session_timeout_ms=s.kafka_session_timeout_ms,
         )
         await self._catch_up.start()
         self._caught_up = False

@@ -93,6 +93,7 @@ class RiskLimitsService:
             handler=settlement_events_handler(self._deps),
             publisher=self._publisher,
             group_id=self._group_id,
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
         )
         await self._consumer.start()
 

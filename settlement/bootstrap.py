@@ -53,6 +53,7 @@ class SettlementService:
         self._database_url = settings.require("database_url")
         self._bootstrap = settings.require("kafka_bootstrap")
         self._group_id = group_id
+        self._session_timeout_ms = settings.kafka_session_timeout_ms
         self._clock = clock
         self._rules = rules(settings)
         self._stopping = asyncio.Event()
@@ -76,6 +77,7 @@ class SettlementService:
             handler=trade_confirmed_handler(book),
             publisher=self._publisher,
             group_id=self._group_id,
+            session_timeout_ms=self._session_timeout_ms,
         )
         await self._consumer.start()
         self._relay = OutboxRelay(

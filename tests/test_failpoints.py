@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
+from starlette.applications import Starlette
 
 from otc import failpoints
 from otc.errors import is_transient
+from otc.service import ops_routes
 
 
 def test_an_unarmed_failpoint_does_nothing() -> None:
@@ -76,3 +79,41 @@ def test_production_refuses_failpoints() -> None:
     )
     assert done.returncode != 0
     assert "refused when OTC_ENV=production" in done.stderr
+
+
+def _ops_client(monkeypatch: pytest.MonkeyPatch, env: str) -> httpx.AsyncClient:
+    monkeypatch.setenv("OTC_ENV", env)
+    app = Starlette(routes=ops_routes(lambda: True))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops")
+
+
+async def test_a_test_service_arms_and_disarms_failpoints_on_its_ops_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with _ops_client(monkeypatch, "test") as ops:
+        try:
+            armed = await ops.put("/failpoints", content="settlement.book.before=raise:2")
+            assert armed.status_code == 200
+            assert armed.json() == {"armed": ["settlement.book.before=raise:2"]}
+            with pytest.raises(failpoints.FailpointError):
+                failpoints.hit("settlement.book.before")
+
+            misspelt = await ops.put("/failpoints", content="settlement.book.befor=crash")
+            assert misspelt.status_code == 400
+            assert misspelt.json()["error"]["code"] == "invalid_failpoint"
+            assert "unknown failpoint" in misspelt.json()["error"]["message"]
+
+            cleared = await ops.delete("/failpoints")
+            assert cleared.json() == {"armed": []}
+            failpoints.hit("settlement.book.before")
+        finally:
+            failpoints.disarm()
+
+
+async def test_outside_tests_the_ops_port_has_no_failpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with _ops_client(monkeypatch, "development") as ops:
+        answer = await ops.put("/failpoints", content="settlement.book.before=crash")
+        assert answer.status_code == 404
+    failpoints.hit("settlement.book.before")

@@ -55,6 +55,7 @@ class Consumer:
         group_id: str | None,
         from_end: bool = False,
         max_attempts: int = 5,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         """`group_id=None` assigns every partition to this process (it sees all
         messages, with no group join); `from_end` then starts at the latest offsets."""
@@ -81,9 +82,9 @@ class Consumer:
             # Tansu answers a fetch only when its max wait runs out, so this bounds the
             # latency of every hop; on loopback the extra polling costs little.
             fetch_max_wait_ms=20,
-            # A crashed member holds its partitions until its session times out;
-            # 10 s bounds how long a kill -9 stalls the RFQs on those partitions.
-            session_timeout_ms=10_000,
+            # A crashed member holds its partitions until its session times out:
+            # this bounds how long a kill -9 stalls the RFQs on those partitions.
+            session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=1_000,
         )
 
