@@ -8,9 +8,10 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -174,18 +175,25 @@ def _mint(party: str, role: Role, ttl: timedelta | None = None) -> str:
 
 
 @app.command()
-def up() -> None:
+def up(
+    fail_fast: Annotated[
+        bool,
+        typer.Option("--fail-fast", help="stop everything when a service exits, not restart it"),
+    ] = False,
+) -> None:
     """Start everything: embedded servers (unless OTC_* URLs are set), every service,
-    three demo market makers and the price feed. Ctrl-C stops it all."""
+    three demo market makers and the price feed, restarting a service that exits
+    (with a growing delay). Ctrl-C stops it all."""
     settings = get_settings()
     configure("otc-up", fmt=settings.log_format, level="WARNING")
-    code = asyncio.run(_up(settings))
+    code = asyncio.run(_up(settings, fail_fast=fail_fast))
     raise typer.Exit(code)
 
 
-async def _up(settings: Settings) -> int:
+async def _up(settings: Settings, *, fail_fast: bool = False) -> int:
     from otc.infra.platform import Platform
     from otc.infra.processes import port_in_use
+    from otc.infra.supervisor import SERVICES_FILE, Supervisor, first_exit, write_services
 
     for port, variable in (
         (settings.http_port, "OTC_HTTP_PORT"),
@@ -215,20 +223,26 @@ async def _up(settings: Settings) -> int:
         recorded = {**asdict(endpoints), "risk_target": f"127.0.0.1:{platform.risk_port}"}
         (state_dir / ENDPOINTS_FILE).write_text(json.dumps(recorded, indent=2))
         _print_banner(settings, platform, endpoints)
-        while not stop.is_set():
-            dead = [name for name, child in platform.children.items() if not child.alive()]
+        services_file = state_dir / SERVICES_FILE
+        if fail_fast:
+            write_services(services_file, platform.children)
+            dead = await first_exit(platform, stop)
             if dead:
                 console.print(
                     f"[red]{', '.join(dead)} stopped unexpectedly[/red]; see {state_dir / 'logs'}"
                 )
                 return 1
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+        else:
+            say = partial(console.print, markup=False, highlight=False)
+            supervisor = Supervisor(platform, say=say, services_file=services_file)
+            await supervisor.run(stop)
+            console.print(supervisor.summary())
         console.print("stopping...")
         return 0
     finally:
         platform.stop()
         (state_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        (state_dir / SERVICES_FILE).unlink(missing_ok=True)
         console.print("stopped: no service or server left running")
 
 
@@ -431,6 +445,34 @@ def bench(
                     console.print(line)
 
     asyncio.run(main())
+
+
+@app.command()
+def chaos(
+    kills: Annotated[int, typer.Option(min=0, help="how many services to kill -9")] = 20,
+    interval_s: Annotated[float, typer.Option(min=0.1, help="seconds between two kills")] = 3.0,
+    seed: Annotated[int | None, typer.Option(help="seed of the choices (default: random)")] = None,
+    rfqs_per_s: Annotated[float, typer.Option(min=0.1, help="new RFQs a second")] = 2.0,
+) -> None:
+    """Kill -9 random services of the running `otc up` while RFQs flow, then prove
+    every RFQ ended and the books agree; exit 1 if not, 2 if no `otc up` runs here."""
+    from otc.chaos import drill
+
+    # Fresh settings, not the cached ones: the URL may be the one `otc up` wrote.
+    settings = Settings()
+    code = asyncio.run(
+        drill(
+            settings,
+            kills=kills,
+            interval_s=interval_s,
+            seed=seed,
+            rfqs_per_s=rfqs_per_s,
+            database_url=settings.database_url or _recorded(settings, "database_url"),
+            mint=lambda party: _mint(party, Role.TRADER),
+            say=partial(console.print, markup=False, highlight=False),
+        )
+    )
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":
