@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test unit lint bench demo proto docs clean
+.PHONY: install up test unit soak lint bench demo proto docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP) lint
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not infra'
+
+# Ten minutes of random kills, failpoint crashes and cut connections on a platform
+# of its own; the seed is printed, OTC_SOAK_SEED replays a run.
+soak: $(STAMP)
+	OTC_SOAK_SECONDS=$${OTC_SOAK_SECONDS:-600} $(BIN)/python -m pytest -q -s tests/faults/test_soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

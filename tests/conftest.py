@@ -19,9 +19,7 @@ from otc.db import make_engine
 from otc.infra.platform import Endpoints, Platform
 from otc.infra.processes import free_port
 from otc.settings import Settings
-
-# Short enough that expiry tests wait little, long enough for a loaded CI machine.
-TEST_QUOTE_TTL_MS = 4000
+from tests.e2e_helpers import SERVICE_ENV
 
 # Tests run on any day of the week, FX weekends included; set before any settings
 # are read, for the services tests run in-process too.
@@ -44,29 +42,12 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def launcher(state_dir: Path) -> Iterator[Platform]:
     os.environ.setdefault("OTC_ENV", "test")
-    env = {
-        "OTC_ENV": "test",
-        "OTC_QUOTE_TTL_MS": str(TEST_QUOTE_TTL_MS),
-        # a loaded 2-core CI machine can take longer than the 2 s a trader waits
-        "OTC_ACCEPT_REPLY_TIMEOUT_MS": "6000",
-        # the 200 ms default is too tight for a last look's Kafka round trips there
-        "OTC_LAST_LOOK_WINDOW_MS": "3000",
-        "OTC_LOG_LEVEL": "INFO",
-        # the race tests fire bursts at one party; tests of the limit use their own edge
-        "OTC_RATE_LIMIT_PER_S": "10000",
-        "OTC_RATE_LIMIT_BURST": "10000",
-        "OTC_CALENDAR": "always_open",
-        # a trade the parties cannot meet fails after three attempts within a second
-        "OTC_SETTLEMENT_MAX_ATTEMPTS": "3",
-        "OTC_SETTLEMENT_RETRY_BASE_MS": "100",
-        "OTC_SETTLEMENT_RETRY_MAX_MS": "400",
-    }
     platform = Platform(
         Settings(),
         state_dir=state_dir,
         http_port=free_port(),
         log_dir=state_dir / "logs",
-        env=env,
+        env=SERVICE_ENV,
     )
     try:
         yield platform

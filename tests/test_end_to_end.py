@@ -14,8 +14,7 @@ from otc.client import TraderClient
 from otc.demo import best_quote, run_demo
 from otc.ids import new_id
 from otc.infra.platform import Platform
-from tests.conftest import TEST_QUOTE_TTL_MS
-from tests.e2e_helpers import base_url, token_for
+from tests.e2e_helpers import TEST_QUOTE_TTL_MS, base_url, token_for
 
 
 async def _fetch(platform: Platform, query: str, *args: object) -> list[asyncpg.Record]:
