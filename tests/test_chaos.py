@@ -19,8 +19,11 @@ from otc.invariants import Break
 from otc.settings import Settings
 
 
-def _report(*rfqs: Rfq, breaks: list[Break] | None = None, unanswered: int = 0) -> Report:
-    return Report(7, list(rfqs), Counter({"order-core": 2}), unanswered, breaks=breaks)
+def _report(
+    *rfqs: Rfq, breaks: list[Break] | None = None, unanswered: Counter[str] | None = None
+) -> Report:
+    given_up = unanswered or Counter()
+    return Report(7, list(rfqs), Counter({"order-core": 2}), given_up, breaks=breaks)
 
 
 def test_a_run_where_everything_ended_and_the_books_agree_passes() -> None:
@@ -56,15 +59,23 @@ def test_an_rfq_not_final_or_an_accepted_one_lost_fails_the_run(rfq: Rfq, proble
     assert report.lines()[-1] == "verdict: FAILED"
 
 
-def test_breaks_unanswered_requests_and_an_unchecked_database_fail_the_run() -> None:
+def test_breaks_and_an_unchecked_database_fail_the_run() -> None:
     broken = _report(breaks=[Break("ledger_unbalanced", "USD off by 1")])
     assert broken.problems() == ["ledger_unbalanced: USD off by 1"]
     assert "invariant breaks: 1" in broken.lines()
 
     assert _report(breaks=None).problems() == ["invariants not checked"]
-    assert _report(breaks=[], unanswered=2).problems() == [
-        "2 request(s) never answered by the edge"
-    ]
+
+
+def test_requests_given_up_are_reported_as_downtime_not_as_a_broken_guarantee() -> None:
+    report = _report(breaks=[], unanswered=Counter({"503 unavailable": 2, "no connection": 1}))
+
+    assert report.problems() == []
+    lines = report.lines()
+    assert "requests given up after a minute of retries: 503 unavailable 2, no connection 1" in (
+        lines
+    )
+    assert lines[-1] == "verdict: OK"
 
 
 @pytest.fixture

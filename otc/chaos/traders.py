@@ -50,10 +50,10 @@ async def _get(client: TraderClient, rfq_id: str) -> Answer:
         return exc.status, exc.body
 
 
-def _refusal(answer: Answer) -> str:
+def _status(answer: Answer) -> str:
     status, body = answer
     error = body.get("error", {}) if isinstance(body, dict) else {}
-    return f"accept {status} {error.get('code', '')}".rstrip()
+    return f"{status} {error.get('code', '')}".rstrip()
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Traders:
     clients: Sequence[TraderClient]
     rng: random.Random
     rfqs: list[Rfq] = field(default_factory=list)
-    unanswered: int = 0
+    unanswered: Counter[str] = field(default_factory=Counter)  # by the last answer seen
     # why an RFQ we meant to accept was not: "no quote", or the accept's answer
     missed: Counter[str] = field(default_factory=Counter)
     _owners: dict[str, TraderClient] = field(default_factory=dict)
@@ -133,7 +133,7 @@ class Traders:
             return
         rfq.accepted = taken[0] in (200, 202)
         if not rfq.accepted:
-            self.missed[_refusal(taken)] += 1
+            self.missed[f"accept {_status(taken)}"] += 1
 
     async def _quotes(self, client: TraderClient, rfq: dict[str, Any]) -> list[dict[str, Any]]:
         rfq_id = rfq["rfq_id"]
@@ -151,11 +151,16 @@ class Traders:
     async def _answered(self, send: Callable[[], Awaitable[Answer]]) -> Answer | None:
         """Retries while the edge is down or not ready (no connection, a 5xx)."""
         deadline = time.monotonic() + RETRY_FOR_S
+        last = "no connection"
         while time.monotonic() < deadline:
-            with suppress(httpx.TransportError, ValueError):
+            try:
                 answer = await send()
+            except (httpx.TransportError, ValueError):
+                last = "no connection"
+            else:
                 if answer[0] < 500:
                     return answer
+                last = _status(answer)
             await asyncio.sleep(RETRY_PAUSE_S)
-        self.unanswered += 1
+        self.unanswered[last] += 1
         return None
