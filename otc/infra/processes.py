@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,11 +27,37 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+# Ports handed out by this process and not yet known to be bound by their user.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port free on every interface, for a server that is yet to bind it.
+
+    Taken below the kernel's ephemeral range: a port from there (what binding port 0
+    gives) can be taken by any outgoing connection before the server binds it, and on
+    a busy machine one was. Never the same port twice from one process."""
+    low = min(_ephemeral_low(), 65536)
+    span = range(max(1024, low - 16384), max(1025, low))
+    for _ in range(200):
+        port = random.choice(span)  # noqa: S311 - a port, not a secret
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free TCP port in {span.start}-{span.stop - 1}")
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
