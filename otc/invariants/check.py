@@ -21,9 +21,10 @@ async def check_invariants(
     """Every break in the books as of one snapshot (empty: they are consistent).
 
     Without `now`, the snapshot is judged as of the moment it was taken, by the
-    database's clock: the checker's own clock may be an injected one (the
-    end-of-day batch closes a day "just after midnight"), and neither its skew nor
-    the time the reads take should age what the snapshot shows."""
+    database's clock, so that neither the checker's clock skew nor the time the
+    reads take ages what the snapshot shows. With it (the end-of-day batch passes
+    the day's close), a row younger than the grace at `now`, or newer than `now`,
+    is in flight, whenever the check runs."""
     async with engine.connect() as conn:
         reader = await conn.execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True

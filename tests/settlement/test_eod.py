@@ -112,6 +112,41 @@ async def test_eod_expires_open_rfqs_reconciles_the_deals_and_runs_twice_the_sam
     assert files[0][0].name == f"eod-{TODAY.date}.json"
 
 
+async def test_the_invariants_are_judged_as_of_the_close_not_as_of_the_run(
+    platform: Platform, endpoints: Endpoints, engine: AsyncEngine
+) -> None:
+    # Made just now: younger than the grace by the database's clock at both runs
+    # below, but older than it at today's close, and newer than yesterday's.
+    stray = f"RES-STRAY-{new_id()}"
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO risk.reservations (reservation_id, rfq_id, status, legs, holds,"
+                " request_hash, deadline, created_at, updated_at)"
+                " VALUES (:id, :rfq, 'SETTLED', '[]', '[]', 'h', now(), now(), now())"
+            ),
+            {"id": stray, "rfq": f"rfq-{stray}"},
+        )
+    try:
+        _, today = await close_today(platform, endpoints)
+        yesterday = await close_day(
+            TradingDay(TODAY.date - timedelta(days=1)),
+            targets(platform, endpoints),
+            platform.settings,
+            clock=ManualClock(TODAY.start),
+            settle_wait_s=5,
+        )
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM risk.reservations WHERE reservation_id = :id"), {"id": stray}
+            )
+
+    [found] = about(today, stray)
+    assert (found.check, found.subject) == (Check.INVARIANT, "reservation_orphaned")
+    assert about(yesterday.report, stray) == []
+
+
 async def test_a_posting_removed_behind_the_ledgers_back_is_found_and_named(
     platform: Platform, endpoints: Endpoints, engine: AsyncEngine
 ) -> None:
