@@ -14,13 +14,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from otc import failpoints
 from otc.bus.envelope import encode
 from otc.bus.producer import Publisher
 from otc.clock import SystemClock
 from otc.contracts import events_pb2
 from otc.ids import new_id
 from otc.infra.platform import Endpoints
-from otc.outbox import OutboxRelay, outbox_table
+from otc.outbox import OutboxRelay, outbox_table, processed_events_table
+from otc.unit_of_work import OutboxTables, UnitOfWork
 from tests.kafka_tap import KafkaTap
 
 TOPIC = "market.prices"  # any existing topic; the tap filters on its own keys
@@ -179,3 +181,22 @@ async def test_the_relay_reports_the_age_of_the_oldest_unsent_row(
     lag = REGISTRY.get_sample_value("otc_outbox_lag_seconds", {"service": f"test-{outbox.schema}"})
     assert lag is not None
     assert lag >= 5
+
+
+async def test_the_commit_failpoints_fire_only_for_a_transaction_with_events(
+    engine: AsyncEngine, outbox: Table
+) -> None:
+    tables = OutboxTables(outbox, processed_events_table(MetaData(schema=outbox.schema)))
+    failpoints.arm("order_core.uow.before_commit=raise")
+    try:
+        async with UnitOfWork(engine, tables, producer="order-core", clock=SystemClock()) as idle:
+            await idle.commit()  # an idle pass: nothing to publish, nothing to crash at
+        assert failpoints.armed() == ["order_core.uow.before_commit=raise:1"]
+        async with UnitOfWork(engine, tables, producer="order-core", clock=SystemClock()) as uow:
+            uow.emit(TOPIC, "k", events_pb2.PriceTick(instrument="TEST"), correlation_id="k")
+            with pytest.raises(failpoints.FailpointError):
+                await uow.commit()
+    finally:
+        failpoints.disarm()
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(outbox))).scalar_one() == 0
