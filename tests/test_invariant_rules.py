@@ -49,7 +49,7 @@ def reservation(
     reservation_id: str, rfq_id: str, status: str, amount: str = "0", at: datetime = OLD
 ) -> ReservationRow:
     holds = tuple(Hold(key, Decimal(amount), "USD") for key in KEYS) if amount != "0" else ()
-    return ReservationRow(reservation_id, rfq_id, status, holds, at)
+    return ReservationRow(reservation_id, rfq_id, status, holds, at, at + GRACE)
 
 
 def line(key: LineKey, used: str = "70", frozen: str = "50", limit: str = "1000") -> LineRow:
@@ -179,11 +179,15 @@ def test_used_plus_frozen_may_not_exceed_the_limit() -> None:
     ]
 
 
-def test_a_frozen_reservation_no_pending_order_holds_is_orphaned_once_past_the_grace() -> None:
+def test_a_frozen_reservation_of_an_open_order_is_orphaned_once_past_its_deadline() -> None:
     stray = reservation("RES-STRAY", "R-OPEN", "FROZEN", at=YOUNG)
     young = replace(WORLD, reservations=(*WORLD.reservations, stray))
     assert breaks(young) == []
-    old = replace(WORLD, reservations=(*WORLD.reservations, replace(stray, updated_at=OLD)))
+    # An accept may still be on its way for the open order until the freeze's deadline.
+    waiting = replace(stray, updated_at=OLD, deadline=YOUNG)
+    assert breaks(replace(WORLD, reservations=(*WORLD.reservations, waiting))) == []
+    gone = replace(stray, updated_at=OLD, deadline=OLD)
+    old = replace(WORLD, reservations=(*WORLD.reservations, gone))
     assert breaks(old) == [
         (
             "reservation_orphaned",

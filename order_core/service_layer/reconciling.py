@@ -4,9 +4,13 @@ crash, a cut connection or a lost call left behind.
 
 - An order still pending a last look well past its window is ended as its
   reservation says (committed: confirmed; anything else: released, timed out).
-- A reservation still FROZEN well after it was made, that no pending order holds
-  (its accept crashed or was refused after freezing, or was never recorded), is
-  released at once rather than at its deadline.
+- A reservation still FROZEN well after it was made, for an order that has ended,
+  holds another reservation, or does not exist, is released at once rather than at
+  its deadline. One for an order still open (RFQ_SENT, QUOTED) is left to
+  risk_limits' deadline: its accept may still be on its way (redelivered after a
+  crash, perhaps to another replica), and a release racing that accept's replayed
+  Freeze would lose a trade the trader was told was accepted; the deadline is
+  enforced under risk_limits' row lock, so that race cannot happen there.
 
 It runs when order_core starts and then periodically. Every step is idempotent and
 goes through a versioned update or an idempotent RPC, so replicas may run it at the
@@ -29,6 +33,7 @@ from otc.logging import get_logger
 log = get_logger(__name__)
 
 PAGE = 200
+OPEN = frozenset({OrderState.RFQ_SENT, OrderState.QUOTED})
 ORPHAN_REASON = "no live order holds this reservation"
 
 RECONCILER_RUNS = Counter(
@@ -36,7 +41,7 @@ RECONCILER_RUNS = Counter(
 )
 ORPHANS_RELEASED = Counter(
     "otc_reconciler_orphans_released_total",
-    "FROZEN reservations the reconciler released because no pending order held them",
+    "FROZEN reservations the reconciler released because no live order held them",
 )
 
 
@@ -69,12 +74,13 @@ async def release_orphans(ctx: Context, grace: timedelta) -> int:
         for frozen in page:
             async with ctx.engine.connect() as conn:
                 order = await OrderRepository(conn).get(frozen.rfq_id)
-            held = (
-                order is not None
-                and order.state is OrderState.PENDING_CONFIRMATION
-                and order.reservation_id == frozen.reservation_id
-            )
-            if held:
+            if order is not None and (
+                order.state in OPEN
+                or (
+                    order.state is OrderState.PENDING_CONFIRMATION
+                    and order.reservation_id == frozen.reservation_id
+                )
+            ):
                 continue
             answer = await ctx.risk.release(frozen.reservation_id, ORPHAN_REASON)
             if answer.ok:

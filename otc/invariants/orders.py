@@ -94,7 +94,11 @@ def reservation_breaks(
     for r in reservations:
         owner = owners.get(r.rfq_id)
         held = owner is not None and owner.reservation_id == r.reservation_id
-        if r.status in LIVE and not held and horizon.passed(r.updated_at):
+        # A freeze for an open order may be an accept still on its way: it is
+        # risk_limits' to end, at the reservation's deadline.
+        waiting = r.status == Status.FROZEN and owner is not None and owner.state in OPEN
+        since = r.deadline if waiting else None
+        if r.status in LIVE and not held and horizon.passed(r.updated_at, since):
             if owner is None:
                 why = "there is no such order"
             elif owner.reservation_id is None:

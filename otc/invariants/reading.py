@@ -68,7 +68,9 @@ async def _orders(conn: AsyncConnection) -> tuple[OrderRow, ...]:
 
 async def _reservations(conn: AsyncConnection) -> tuple[ReservationRow, ...]:
     r = reservations.c
-    rows = await conn.execute(select(r.reservation_id, r.rfq_id, r.status, r.holds, r.updated_at))
+    rows = await conn.execute(
+        select(r.reservation_id, r.rfq_id, r.status, r.holds, r.updated_at, r.deadline)
+    )
     return tuple(
         ReservationRow(
             reservation_id=row.reservation_id,
@@ -76,6 +78,7 @@ async def _reservations(conn: AsyncConnection) -> tuple[ReservationRow, ...]:
             status=row.status,
             holds=tuple(_hold(h) for h in row.holds),
             updated_at=row.updated_at,
+            deadline=row.deadline,
         )
         for row in rows
     )

@@ -42,6 +42,7 @@ class ReservationRow:
     status: str
     holds: tuple[Hold, ...]
     updated_at: datetime
+    deadline: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from order_core.service_layer import accepting, deadlines
 from order_core.service_layer.context import Context
 from order_core.service_layer.reconciling import reconcile
 from otc import failpoints
+from otc.bus.envelope import Message
 from otc.contracts import events_pb2 as ev
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
@@ -42,7 +43,7 @@ from tests.order_core.makers import (
     submit,
     withdrawn,
 )
-from tests.order_core.scenario import TRADER, accept, deliver, order_state, rows
+from tests.order_core.scenario import TRADER, accept, cancel, deliver, order_state, rows
 
 WINDOW = timedelta(milliseconds=300)
 
@@ -246,12 +247,11 @@ async def test_a_reject_reason_with_a_nul_byte_rejects_with_the_cleaned_reason(
     assert back.reason == "market moved"
 
 
-async def test_an_accept_that_froze_then_failed_is_repaired_by_the_reconciler(
-    core: Context, maker: str
-) -> None:
+async def _froze_then_failed(core: Context, maker: str) -> tuple[str, Message, str]:
+    """An accept that froze credit and failed before recording it: the RFQ, the
+    command, and its reservation, FROZEN for an order still QUOTED."""
     rfq_id = await open_rfq(core, maker)
-    quote_id = await submit(core, rfq_id, maker)
-    command = accept(rfq_id, quote_id)
+    command = accept(rfq_id, await submit(core, rfq_id, maker))
     reservation_id = derived_id("reservation", command.event_id)
     failpoints.arm("order_core.accept.after_freeze=raise")
     try:
@@ -261,20 +261,35 @@ async def test_an_accept_that_froze_then_failed_is_repaired_by_the_reconciler(
         failpoints.disarm()
     assert await reservation_status(core, reservation_id) == "FROZEN"
     assert await order_state(core, rfq_id) == "QUOTED"
+    return rfq_id, command, reservation_id
 
-    await reconcile(core, grace=timedelta(0))  # no order holds that credit
+
+async def test_the_reconciler_leaves_an_open_orders_freeze_to_its_accept_on_its_way(
+    core: Context, maker: str
+) -> None:
+    rfq_id, command, reservation_id = await _froze_then_failed(core, maker)
+
+    await reconcile(core, grace=timedelta(0))
+
+    assert await reservation_status(core, reservation_id) == "FROZEN"
+    await deliver(core, command)  # the accept, redelivered at last, trades
+    assert await order_state(core, rfq_id) == "PENDING_CONFIRMATION"
+    [held] = await rows(
+        core, "SELECT reservation_id FROM order_core.orders WHERE rfq_id = :r", r=rfq_id
+    )
+    assert held.reservation_id == reservation_id
+
+
+async def test_the_reconciler_releases_a_freeze_whose_order_has_ended(
+    core: Context, maker: str
+) -> None:
+    rfq_id, _, reservation_id = await _froze_then_failed(core, maker)
+    await deliver(core, cancel(rfq_id))
+    assert await order_state(core, rfq_id) == "CANCELLED"
+
+    await reconcile(core, grace=timedelta(0))
 
     assert await reservation_status(core, reservation_id) == "RELEASED"
-    await deliver(core, command)  # the accept, redelivered at last
-    [result] = [
-        p
-        for p in await published(core, rfq_id)
-        if isinstance(p, ev.CommandResult) and p.command_id == command.event_id
-    ]
-    assert (result.accepted, result.reason_code) == (False, "reservation_expired")
-    assert await core.quotes.taker(rfq_id, quote_id) is None  # the quote is the trader's again
-    await deliver(core, accept(rfq_id, quote_id))
-    assert await order_state(core, rfq_id) == "PENDING_CONFIRMATION"
 
 
 async def test_the_reconciler_confirms_a_committed_order_and_spares_live_ones(
