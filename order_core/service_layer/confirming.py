@@ -18,7 +18,7 @@ from order_core.service_layer.context import (
     retry_on_conflict,
     unknown_order,
 )
-from order_core.service_layer.resolving import confirm, resolve
+from order_core.service_layer.resolving import confirm, credit_committed, resolve
 from otc import failpoints
 from otc.bus.envelope import Message
 from otc.contracts import events_pb2 as ev
@@ -68,16 +68,17 @@ async def on_last_look_response(ctx: Context, msg: Message) -> None:
     mismatch = _mismatch(order, p) if pending and p.confirmed else None
     if mismatch is not None:
         reason = f"confirmation refused: {mismatch}"
-        await ctx.risk.release(p.reservation_id, reason)
-    elif pending and p.confirmed:
+    if pending and p.confirmed and mismatch is None:
         answer = await ctx.risk.commit(p.reservation_id)
         if answer.ok:
             failpoints.hit("order_core.confirm.after_commit")
             event, reason = OrderEvent.COUNTERPARTY_CONFIRM, ""
         else:
             reason = f"credit reservation could not be committed: {answer.message}"
-    elif pending:
-        await ctx.risk.release(p.reservation_id, reason)
+    elif pending and await credit_committed(ctx, p.reservation_id, reason):
+        # An earlier answer from the maker committed the credit and then lost its
+        # own transaction: the credit is spent, so the trade it stands for stands.
+        event, reason = OrderEvent.COUNTERPARTY_CONFIRM, ""
     confirmed_after: timedelta | None = None
 
     async def step() -> None:

@@ -79,6 +79,23 @@ async def test_a_commit_that_outlived_its_transaction_confirms_on_the_late_redel
     assert trade.price == "65000"
 
 
+async def test_a_reject_after_a_commit_that_outlived_its_transaction_confirms(
+    core: Context, maker: str
+) -> None:
+    rfq_id = await open_rfq(core, maker)
+    quote_id = await submit(core, rfq_id, maker)
+    reservation_id = await pending(core, rfq_id, quote_id)
+    # The maker's confirmation committed the credit, then its transaction was lost;
+    # the maker's bot, seeing no outcome, answers again and rejects this time.
+    assert (await core.risk.commit(reservation_id)).ok
+
+    await deliver(core, answer(rfq_id, quote_id, maker, reservation_id, price="", confirmed=False))
+
+    assert await order_state(core, rfq_id) in ("CONFIRMED", "SETTLED")
+    assert len(await trades_confirmed(core, rfq_id)) == 1
+    assert await reservation_status(core, reservation_id) in ("COMMITTED", "SETTLED")
+
+
 async def test_the_sweeper_confirms_an_overdue_order_whose_credit_was_committed(
     core: Context, maker: str
 ) -> None:
