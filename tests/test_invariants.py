@@ -230,6 +230,19 @@ async def test_each_broken_invariant_is_named(scratch: AsyncEngine, case: str) -
     assert any(detail in b.detail for b in found), found
 
 
+async def test_the_same_books_give_the_same_breaks_in_the_same_order(
+    scratch: AsyncEngine,
+) -> None:
+    for case in ("committed_orphan", "frozen_not_held", "rfq_not_expired", "posting_added"):
+        await execute(scratch, *BREAKS[case][0])
+
+    first = await check_invariants(scratch, grace=GRACE)
+    await asyncio.sleep(0.2)
+
+    assert len(first) >= 4
+    assert await check_invariants(scratch, grace=GRACE) == first
+
+
 async def test_a_disagreement_younger_than_the_grace_is_not_yet_a_break(
     scratch: AsyncEngine,
 ) -> None:

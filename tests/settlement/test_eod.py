@@ -70,6 +70,15 @@ def about(report: Report, *names: str) -> list[Break]:
     return [b for b in report.breaks if any(n in f"{b.subject} {b.cause} {b.party}" for n in names)]
 
 
+def steady(report: Report) -> Report:
+    """`report` without its platform-wide invariant breaks: in the shared database
+    they include other tests' rows, which the running platform may repair between
+    two runs (its reconciler releases their orphaned credit). That the same rows
+    give the same breaks is proved where the test owns every row."""
+    kept = [b for b in report.breaks if b.check is not Check.INVARIANT]
+    return dataclasses.replace(report, breaks=kept, summary={**report.summary, "breaks": len(kept)})
+
+
 async def test_eod_expires_open_rfqs_reconciles_the_deals_and_runs_twice_the_same(
     platform: Platform, endpoints: Endpoints, engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -106,7 +115,9 @@ async def test_eod_expires_open_rfqs_reconciles_the_deals_and_runs_twice_the_sam
 
     _, second = await close_today(platform, endpoints)
 
-    files = [write_report(r, tmp_path / name) for r, name in ((first, "one"), (second, "two"))]
+    files = [
+        write_report(steady(r), tmp_path / name) for r, name in ((first, "one"), (second, "two"))
+    ]
     for one, two in zip(*files, strict=True):
         assert one.read_bytes() == two.read_bytes()
     assert files[0][0].name == f"eod-{TODAY.date}.json"
