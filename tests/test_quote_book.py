@@ -304,11 +304,11 @@ async def test_a_take_given_back_stays_gone_if_its_quote_could_not_be_live(
     book: QuoteBook, meanwhile: str
 ) -> None:
     maker = _maker()
-    quote = _quote(new_id(), maker=maker, ttl_ms=300 if meanwhile == "expired" else 5000)
+    quote = _quote(new_id(), maker=maker, ttl_ms=1000 if meanwhile == "expired" else 5000)
     await book.put(quote)
     await book.take(quote.rfq_id, quote.quote_id, taker="accept", maker=maker)
     if meanwhile == "expired":
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.1)
     elif meanwhile == "replaced":  # the maker quoted anew while its quote was taken
         assert (await book.put(_quote(quote.rfq_id, maker=maker))).outcome is PutOutcome.STORED
     else:  # halted by its kill switch

@@ -27,7 +27,7 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-# Ports handed out by this process and not yet known to be bound by their user.
+# Every port this process handed out: its server may not have bound it yet.
 _handed_out: set[int] = set()
 
 
