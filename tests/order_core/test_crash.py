@@ -70,7 +70,7 @@ async def test_order_core_down_past_the_last_look_honours_every_timely_answer(
                 if status == 202:  # the verdict came after the restart
                     await _until_processed(db, command_id)
                 state = await _settled_or_back(db, rfq_id)
-                answered = _first_answer(tap, rfq_id)
+                answered = await _first_answer(tap, rfq_id)
                 if answered is not None and answered.confirmed:
                     assert state == "SETTLED", (rfq_id, status, state)
                 else:
@@ -83,13 +83,21 @@ async def test_order_core_down_past_the_last_look_honours_every_timely_answer(
         await db.close()
 
 
-def _first_answer(tap: KafkaTap, rfq_id: str) -> events_pb2.LastLookResponse | None:
-    for message in tap.payloads("otc.v1.LastLookResponse"):
-        answer = message.payload
-        assert isinstance(answer, events_pb2.LastLookResponse)
-        if answer.rfq_id == rfq_id:
-            return answer
-    return None
+async def _first_answer(
+    tap: KafkaTap, rfq_id: str, timeout: float = 5
+) -> events_pb2.LastLookResponse | None:
+    """The maker's first answer for `rfq_id`; the tap may read it after order_core
+    did, so it is given a moment. None if there was no last look to answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in tap.payloads("otc.v1.LastLookResponse"):
+            answer = message.payload
+            assert isinstance(answer, events_pb2.LastLookResponse)
+            if answer.rfq_id == rfq_id:
+                return answer
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.1)
 
 
 async def _settled_or_back(db: asyncpg.Connection, rfq_id: str, timeout: float = 60) -> str:
