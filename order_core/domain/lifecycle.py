@@ -28,6 +28,9 @@ class OrderState(StrEnum):
     SETTLEMENT_FAILED = "SETTLEMENT_FAILED"
 
 
+# An RFQ still taking quotes: it can be accepted, cancelled or expired.
+OPEN_STATES = frozenset({OrderState.RFQ_SENT, OrderState.QUOTED})
+
 TERMINAL_STATES = frozenset(
     {
         OrderState.SETTLED,

@@ -25,7 +25,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from order_core.adapters.repository import OrderRepository
-from order_core.domain.lifecycle import OrderState
+from order_core.domain.lifecycle import OPEN_STATES, OrderState
 from order_core.service_layer.context import Context
 from order_core.service_layer.deadlines import end_last_looks
 from otc.logging import get_logger
@@ -33,7 +33,6 @@ from otc.logging import get_logger
 log = get_logger(__name__)
 
 PAGE = 200
-OPEN = frozenset({OrderState.RFQ_SENT, OrderState.QUOTED})
 ORPHAN_REASON = "no live order holds this reservation"
 
 RECONCILER_RUNS = Counter(
@@ -75,7 +74,7 @@ async def release_orphans(ctx: Context, grace: timedelta) -> int:
             async with ctx.engine.connect() as conn:
                 order = await OrderRepository(conn).get(frozen.rfq_id)
             if order is not None and (
-                order.state in OPEN
+                order.state in OPEN_STATES
                 or (
                     order.state is OrderState.PENDING_CONFIRMATION
                     and order.reservation_id == frozen.reservation_id

@@ -7,7 +7,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from order_core.adapters.repository import OrderRepository
-from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState
+from order_core.domain.lifecycle import OPEN_STATES, IllegalTransition, OrderEvent, OrderState
 from order_core.domain.order import Order, Quote
 from order_core.metrics import RFQ_RECORDED, RFQ_TO_FIRST_QUOTE
 from order_core.service_layer import messages
@@ -115,7 +115,7 @@ async def on_quote_submitted(ctx: Context, msg: Message) -> None:
                 log.warning("quote on the maker's own RFQ not recorded", rfq_id=order.rfq_id)
                 await uow.commit()
                 return
-            if order.state in (OrderState.RFQ_SENT, OrderState.QUOTED):
+            if order.state in OPEN_STATES:
                 before = order.state
                 order.apply(OrderEvent.RECEIVE_QUOTE, now)
                 await repo.save(order)

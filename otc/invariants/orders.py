@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from order_core.domain.lifecycle import OrderState
+from order_core.domain.lifecycle import OPEN_STATES, OrderState
 from risk_limits.domain.reservation import Status
 from settlement.domain.ledger import TradeStatus
 
@@ -35,7 +35,6 @@ HOLDING: dict[str, frozenset[str]] = {
 # Reservations that still hold credit or stand for a trade: each needs its order.
 LIVE = frozenset({Status.FROZEN, Status.COMMITTED, Status.SETTLED, Status.SETTLEMENT_FAILED})
 TRADED = frozenset({S.CONFIRMED, S.SETTLED, S.SETTLEMENT_FAILED})
-OPEN = frozenset({S.RFQ_SENT, S.QUOTED})
 ORDER_STATE_OF: dict[str, str] = {
     TradeStatus.PENDING: S.CONFIRMED,
     TradeStatus.SETTLED: S.SETTLED,
@@ -55,7 +54,7 @@ def deadline_breaks(orders: Iterable[OrderRow], horizon: Horizon) -> Iterator[Br
                     f"order {o.rfq_id} is still {o.state}; its last look closed at "
                     f"{iso(o.lastlook_deadline)}",
                 )
-        elif o.state in OPEN and horizon.passed(o.rfq_expires_at):
+        elif o.state in OPEN_STATES and horizon.passed(o.rfq_expires_at):
             yield Break(
                 "rfq_not_expired",
                 f"rfq {o.rfq_id} is still {o.state}; its window closed at {iso(o.rfq_expires_at)}",
@@ -96,7 +95,7 @@ def reservation_breaks(
         held = owner is not None and owner.reservation_id == r.reservation_id
         # A freeze for an open order may be an accept still on its way: it is
         # risk_limits' to end, at the reservation's deadline.
-        waiting = r.status == Status.FROZEN and owner is not None and owner.state in OPEN
+        waiting = r.status == Status.FROZEN and owner is not None and owner.state in OPEN_STATES
         since = r.deadline if waiting else None
         if r.status in LIVE and not held and horizon.passed(r.updated_at, since):
             if owner is None:

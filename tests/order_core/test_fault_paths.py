@@ -55,6 +55,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
         await asyncio.sleep(0.05)
 
 
+async def pending_order(ctx: Context, maker: str) -> tuple[str, str, str]:
+    """An RFQ quoted by `maker` and accepted: its id, the quote's and the reservation's."""
+    rfq_id = await open_rfq(ctx, maker)
+    quote_id = await submit(ctx, rfq_id, maker)
+    return rfq_id, quote_id, await pending(ctx, rfq_id, quote_id)
+
+
 async def trades_confirmed(ctx: Context, rfq_id: str) -> list[ev.TradeConfirmed]:
     return [p for p in await published(ctx, rfq_id) if isinstance(p, ev.TradeConfirmed)]
 
@@ -63,9 +70,7 @@ async def test_a_commit_that_outlived_its_transaction_confirms_on_the_late_redel
     core: Context, maker: str
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
-    rfq_id = await open_rfq(ctx, maker)
-    quote_id = await submit(ctx, rfq_id, maker)
-    reservation_id = await pending(ctx, rfq_id, quote_id)
+    rfq_id, quote_id, reservation_id = await pending_order(ctx, maker)
     confirmation = answer(rfq_id, quote_id, maker, reservation_id, price="65000", confirmed=True)
     # The maker confirmed in time and Commit went through; then order_core's
     # transaction was lost (a crash, a database blip): nothing of it is on record.
@@ -82,9 +87,7 @@ async def test_a_commit_that_outlived_its_transaction_confirms_on_the_late_redel
 async def test_a_reject_after_a_commit_that_outlived_its_transaction_confirms(
     core: Context, maker: str
 ) -> None:
-    rfq_id = await open_rfq(core, maker)
-    quote_id = await submit(core, rfq_id, maker)
-    reservation_id = await pending(core, rfq_id, quote_id)
+    rfq_id, quote_id, reservation_id = await pending_order(core, maker)
     # The maker's confirmation committed the credit, then its transaction was lost;
     # the maker's bot, seeing no outcome, answers again and rejects this time.
     assert (await core.risk.commit(reservation_id)).ok
@@ -100,9 +103,7 @@ async def test_the_sweeper_confirms_an_overdue_order_whose_credit_was_committed(
     core: Context, maker: str
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
-    rfq_id = await open_rfq(ctx, maker)
-    quote_id = await submit(ctx, rfq_id, maker)
-    reservation_id = await pending(ctx, rfq_id, quote_id)
+    rfq_id, _, reservation_id = await pending_order(ctx, maker)
     # Commit timed out at the client while the server committed; no answer comes again.
     assert (await ctx.risk.commit(reservation_id)).ok
     await asyncio.sleep(WINDOW.total_seconds() + 0.1)
@@ -181,9 +182,7 @@ async def test_orders_the_sweeper_cannot_end_do_not_hold_up_the_others(
     core: Context, maker: str, stuck_orders: int
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
-    rfq_id = await open_rfq(ctx, maker)
-    quote_id = await submit(ctx, rfq_id, maker)
-    reservation_id = await pending(ctx, rfq_id, quote_id)
+    rfq_id, _, reservation_id = await pending_order(ctx, maker)
     await asyncio.sleep(WINDOW.total_seconds() + 0.1)
 
     async def timed_out() -> bool:
@@ -245,9 +244,7 @@ async def test_a_withdrawal_reason_with_a_nul_byte_is_recorded_cleaned(
 async def test_a_reject_reason_with_a_nul_byte_rejects_with_the_cleaned_reason(
     core: Context, maker: str
 ) -> None:
-    rfq_id = await open_rfq(core, maker)
-    quote_id = await submit(core, rfq_id, maker)
-    reservation_id = await pending(core, rfq_id, quote_id)
+    rfq_id, quote_id, reservation_id = await pending_order(core, maker)
     reject = answer(rfq_id, quote_id, maker, reservation_id, price="", confirmed=False)
     assert isinstance(reject.payload, ev.LastLookResponse)
     reject.payload.reason = "market\x00 moved"
