@@ -14,7 +14,7 @@ from order_core.service_layer.handlers import HANDLERS
 from otc.bus.envelope import Message, decode, encode
 from otc.clock import SystemClock
 from otc.contracts import events_pb2 as ev
-from otc.ids import new_id
+from otc.ids import derived_id, new_id
 from otc.quote_book import StoredQuote
 
 TRADER = "TRADER-A"
@@ -113,3 +113,19 @@ async def live_reservations(ctx: Context, rfq_id: str) -> list[Any]:
         "WHERE rfq_id = :r AND status IN ('FROZEN', 'COMMITTED', 'SETTLED')",
         r=rfq_id,
     )
+
+
+async def credit_held_by_losers(ctx: Context, rfq_id: str, winner: ev.CommandResult) -> list[str]:
+    """Reservations of `rfq_id` still holding credit that are not the winning accept's.
+
+    The winner's own reservation is judged apart: the running platform's makers answer
+    its last look, and a reject, or silence on a loaded machine, rightly releases it."""
+    mine = derived_id("reservation", winner.command_id)
+    held = {
+        r["reservation_id"]: r["status"]
+        for r in await rows(
+            ctx, "SELECT reservation_id, status FROM risk.reservations WHERE rfq_id = :r", r=rfq_id
+        )
+    }
+    assert mine in held, "the winning accept froze credit"
+    return [rid for rid, status in held.items() if rid != mine and status != "RELEASED"]
