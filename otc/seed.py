@@ -1,4 +1,4 @@
-"""Demo data of DESIGN.md ("Running it"): parties, credit lines and balances.
+"""Demo data of docs/design.md ("Running it"): parties, credit lines and balances.
 
 Each service seeds its own schema through its own adapter; this only calls them.
 """

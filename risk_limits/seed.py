@@ -1,4 +1,4 @@
-"""Demo credit (DESIGN.md, "Running it"): reference rates for the demo currencies, a
+"""Demo credit (docs/design.md, "Running it"): reference rates for the demo currencies, a
 gross line for every demo party and a bilateral line for every ordered pair of
 them, so that the demo trades out of the box.
 

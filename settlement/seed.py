@@ -1,4 +1,4 @@
-"""Demo balances of DESIGN.md ("Running it"): enough of every asset for any party
+"""Demo balances of docs/design.md ("Running it"): enough of every asset for any party
 to trade the demo instruments for a long time, each opened by a deposit journal."""
 
 from __future__ import annotations

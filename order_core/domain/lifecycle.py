@@ -1,4 +1,4 @@
-"""The order state machine of DESIGN.md, as data, run by the `transitions` library.
+"""The order state machine of docs/design.md, as data, run by the `transitions` library.
 
 The table below is the whole truth: an event not listed for the order's current
 state is refused with `IllegalTransition` naming both, and nothing changes. The

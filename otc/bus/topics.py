@@ -1,4 +1,4 @@
-"""The Kafka topics of DESIGN.md; every topic has a `.dlq` twin."""
+"""The Kafka topics of docs/design.md; every topic has a `.dlq` twin."""
 
 from __future__ import annotations
 
