@@ -25,7 +25,6 @@ class ConcurrentUpdate(TransientError):
 _MUTABLE = (
     "state",
     "accepted_quote_id",
-    "accept_command_id",
     "reservation_id",
     "trade_side",
     "price",
@@ -50,7 +49,6 @@ def _order(row: RowMapping) -> Order:
         state=OrderState(row["state"]),
         version=row["version"],
         accepted_quote_id=row["accepted_quote_id"],
-        accept_command_id=row["accept_command_id"],
         reservation_id=row["reservation_id"],
         trade_side=Side(row["trade_side"]) if row["trade_side"] else None,
         price=row["price"],
