@@ -14,10 +14,16 @@ from order_core.domain.lifecycle import IllegalTransition, OrderEvent
 from order_core.domain.order import AcceptRefused, Fill, Quote
 from order_core.metrics import ACCEPTS
 from order_core.service_layer import messages
-from order_core.service_layer.answers import refuse, unknown_command_target
 from order_core.service_layer.commands import AcceptQuote
 from order_core.service_layer.dependencies import Dependencies
-from order_core.service_layer.transaction import DUPLICATE, Tx, already_processed, transaction
+from order_core.service_layer.transaction import (
+    DUPLICATE,
+    Tx,
+    already_processed,
+    refuse,
+    transaction,
+    unknown_command_target,
+)
 from otc import failpoints
 from otc.bus import topics
 from otc.ids import derived_id
@@ -28,7 +34,7 @@ from otc.quote_book import TakeOutcome
 log = get_logger(__name__)
 
 # What a Freeze may answer for an accept to go on: FROZEN, or COMMITTED when an
-# earlier attempt got as far as a confirmed trade (its own step then finds it done).
+# earlier attempt got as far as a confirmed trade (its transaction then finds it done).
 HELD = frozenset({"FROZEN", "COMMITTED", "SETTLED", "SETTLEMENT_FAILED"})
 
 # Why a quote could not be taken, as the trader's 409 says it.

@@ -1,5 +1,6 @@
 """What order_core's handlers are given: the database, the quote book, the risk
-client, the clock and the timings, built once by bootstrap (or a test)."""
+client, the clock and the timings, built once by bootstrap (or a test); and how
+long a message for an RFQ not yet on record is waited for."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_core.adapters.audited_uow import AuditedUnitOfWork
-from order_core.adapters.queries import OrderQueries
+from order_core.adapters.repository import OrderQueries
 from order_core.adapters.risk_client import RiskClient
 from order_core.adapters.tables import OUTBOX_TABLES
+from order_core.service_layer.commands import Received
+from otc.bus.envelope import InvalidMessage
 from otc.clock import Clock
+from otc.errors import NotYetKnown
 from otc.quote_book import QuoteBook
 from otc.unit_of_work import UnitOfWork
 
@@ -54,3 +58,13 @@ class Dependencies:
     @property
     def reads(self) -> OrderQueries:
         return OrderQueries(self.engine)
+
+
+def unknown_order(
+    deps: Dependencies, message: Received, rfq_id: str, *, may_be_early: bool
+) -> Exception:
+    """Last-look answers and settlement results can only follow an order order_core
+    created, so for them an unknown RFQ is final; a quote may just be early."""
+    if not may_be_early or deps.waited_long_enough(message.event_id):
+        return InvalidMessage(f"unknown rfq {rfq_id}")
+    return NotYetKnown(f"rfq {rfq_id} not yet known")

@@ -24,7 +24,10 @@ from order_core.service_layer import messages
 from order_core.service_layer.commands import Received
 from order_core.service_layer.dependencies import Dependencies
 from otc.bus import topics
+from otc.logging import get_logger
 from otc.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
 
 CONSUMER = "order-core"
 VERSION_RETRIES = 8
@@ -162,3 +165,26 @@ async def already_processed(deps: Dependencies, event_id: str) -> bool:
     """Whether the message was handled before: checked before calling out, so a
     duplicate does not take a quote or freeze credit again."""
     return await deps.reads.processed(CONSUMER, event_id)
+
+
+async def refuse(
+    deps: Dependencies, command: Received, rfq_id: str, code: str, reason: str
+) -> str | None:
+    """Answers a command with a refusal; returns its code, or None if the command
+    had already been answered."""
+    answered = await transaction(
+        deps, lambda tx: tx.refuse(rfq_id, code, reason), once=command, attempts=1
+    )
+    return None if answered is DUPLICATE else refused(rfq_id, code, reason)
+
+
+def refused(rfq_id: str, code: str, reason: str) -> str:
+    """Logs a refusal once it is on record; returns its code."""
+    log.info("command refused", rfq_id=rfq_id, code=code, reason=reason)
+    return code
+
+
+def unknown_command_target(rfq_id: str) -> tuple[str, str]:
+    """An RFQ's creation precedes its commands on the same `order.commands`
+    partition, so a command for an RFQ not on record has nothing to wait for."""
+    return ("not_found", f"no RFQ {rfq_id}")
