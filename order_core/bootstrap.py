@@ -13,9 +13,11 @@ import uvicorn
 from order_core.adapters.risk_client import RiskClient
 from order_core.adapters.tables import OUTBOX_TABLES
 from order_core.entrypoints.audit_api import create_audit_app
+from order_core.entrypoints.inbound import command
 from order_core.service_layer.audit_queries import AuditQueries
 from order_core.service_layer.deadlines import sweep
-from order_core.service_layer.handlers import HANDLERS, Context
+from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.handlers import handle
 from order_core.service_layer.reconciling import reconcile
 from otc.auth import TokenVerifier
 from otc.bus import topics
@@ -58,7 +60,7 @@ class OrderCore:
         self._engine = make_engine(s.require("database_url"), pool_size=10)
         self._redis = connect_redis(s.require("redis_url"))
         self._risk = RiskClient(s.risk_grpc_target, s.risk_grpc_timeout_ms / 1000)
-        self.ctx = Context(
+        self.deps = Dependencies(
             engine=self._engine,
             quotes=QuoteBook(self._redis),
             risk=self._risk,
@@ -103,10 +105,10 @@ class OrderCore:
         return not self._stopping.is_set() and self._consumer.ready
 
     async def _dispatch(self, topic: str, message: Message) -> None:
-        handler = HANDLERS.get(message.type)
-        if handler is None:
+        cmd = command(message)
+        if cmd is None:
             raise InvalidMessage(f"order_core does not handle {message.type} on {topic}")
-        await handler(self.ctx, message)
+        await handle(self.deps, cmd)
 
     async def _sweep_forever(self) -> None:
         await self._caught_up()
@@ -130,15 +132,15 @@ class OrderCore:
         elif isinstance(catching_up.exception(), TimeoutError):
             log.warning("backlog not handled in time; sweeping anyway", waited_s=CATCH_UP_TIMEOUT_S)
 
-    async def _reconcile(self, ctx: Context) -> None:
-        await reconcile(ctx, timedelta(milliseconds=self._settings.reconcile_grace_ms))
+    async def _reconcile(self, deps: Dependencies) -> None:
+        await reconcile(deps, timedelta(milliseconds=self._settings.reconcile_grace_ms))
 
     async def _every(
-        self, interval_s: float, what: str, work: Callable[[Context], Awaitable[object]]
+        self, interval_s: float, what: str, work: Callable[[Dependencies], Awaitable[object]]
     ) -> None:
         while not self._stopping.is_set():
             try:
-                await work(self.ctx)
+                await work(self.deps)
             except Exception as exc:
                 log.warning(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):

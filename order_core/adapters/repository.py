@@ -1,5 +1,7 @@
-"""All SQL of order_core. Every state change is a versioned update: zero rows
-updated means a concurrent writer won, and the caller reloads and re-decides."""
+"""The SQL of orders and quotes: `OrderRepository` inside a unit of work, where
+every state change is a versioned update (zero rows updated means a concurrent
+writer won, and the caller reloads and re-decides), and `OrderQueries` for the
+reads made outside one."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from order_core.adapters.tables import orders, quotes
+from order_core.adapters.tables import OUTBOX_TABLES, orders, quotes
 from order_core.domain.lifecycle import OrderState
 from order_core.domain.order import Order, Quote
 from otc.errors import TransientError
@@ -25,7 +27,6 @@ class ConcurrentUpdate(TransientError):
 _MUTABLE = (
     "state",
     "accepted_quote_id",
-    "accept_command_id",
     "reservation_id",
     "trade_side",
     "price",
@@ -50,7 +51,6 @@ def _order(row: RowMapping) -> Order:
         state=OrderState(row["state"]),
         version=row["version"],
         accepted_quote_id=row["accepted_quote_id"],
-        accept_command_id=row["accept_command_id"],
         reservation_id=row["reservation_id"],
         trade_side=Side(row["trade_side"]) if row["trade_side"] else None,
         price=row["price"],
@@ -177,3 +177,52 @@ class OrderRepository:
             .with_for_update(skip_locked=True)
         )
         return [_order(r) for r in (await self._conn.execute(query)).mappings()]
+
+
+class OrderQueries:
+    """Reads outside any unit of work, each on its own connection, writing nothing: what
+    a handler looks at before it calls out, and what the sweepers page through. A
+    decision made on them is re-checked by the versioned update that follows."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def processed(self, consumer: str, event_id: str) -> bool:
+        """Whether `consumer` has recorded `event_id` as done."""
+        table = OUTBOX_TABLES.processed_events
+        async with self._engine.connect() as conn:
+            row = await conn.execute(
+                select(table.c.event_id).where(
+                    table.c.consumer == consumer, table.c.event_id == event_id
+                )
+            )
+            return row.first() is not None
+
+    async def order(self, rfq_id: str) -> Order | None:
+        async with self._engine.connect() as conn:
+            return await OrderRepository(conn).get(rfq_id)
+
+    async def order_and_quote(
+        self, rfq_id: str, quote_id: str
+    ) -> tuple[Order | None, Quote | None]:
+        """The order and one of its quotes (None without the order), on one connection."""
+        async with self._engine.connect() as conn:
+            repo = OrderRepository(conn)
+            order = await repo.get(rfq_id)
+            quote = await repo.get_quote(quote_id) if order is not None else None
+        return order, quote
+
+    async def order_and_accepted_quote(self, rfq_id: str) -> tuple[Order | None, Quote | None]:
+        """The order and the quote it accepted, if any, on one connection."""
+        async with self._engine.connect() as conn:
+            repo = OrderRepository(conn)
+            order = await repo.get(rfq_id)
+            accepted = await repo.get_quote(order.accepted_quote_id or "") if order else None
+        return order, accepted
+
+    async def overdue_last_looks(
+        self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None
+    ) -> list[Order]:
+        """One page of OrderRepository.overdue_last_looks."""
+        async with self._engine.connect() as conn:
+            return await OrderRepository(conn).overdue_last_looks(cutoff, limit, after=after)

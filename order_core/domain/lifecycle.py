@@ -2,7 +2,8 @@
 
 The table below is the whole truth: an event not listed for the order's current
 state is refused with `IllegalTransition` naming both, and nothing changes. The
-machine has no callbacks with side effects; it only decides the next state.
+machine is built once from the table and drives no model: its transitions and
+their conditions, read once at import, decide every next state.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from transitions import Machine, MachineError
+from transitions import Machine
+from transitions import Transition as MachineTransition
 
 from otc.errors import Conflict
 
@@ -92,17 +94,6 @@ class IllegalTransition(Conflict):
         self.event = event
 
 
-class _Model:
-    """What `transitions` drives: a state and the facts its conditions read."""
-
-    def __init__(self, state: OrderState, rfq_open: bool) -> None:
-        self.state = state.value
-        self._rfq_open = rfq_open
-
-    def rfq_open(self) -> bool:
-        return self._rfq_open
-
-
 def _machine_config() -> list[dict[str, object]]:
     config: list[dict[str, object]] = []
     for t in TRANSITIONS:
@@ -119,7 +110,7 @@ def _machine_config() -> list[dict[str, object]]:
     return config
 
 
-_MACHINE = Machine(
+MACHINE = Machine(
     model=None,
     states=[s.value for s in OrderState],
     transitions=_machine_config(),
@@ -128,18 +119,38 @@ _MACHINE = Machine(
     ignore_invalid_triggers=False,
 )
 
+# A candidate move: where it leads, and the (condition, wanted value) pairs it needs.
+_Candidate = tuple[OrderState, tuple[tuple[str, bool], ...]]
+
+
+def _candidates(machine: Machine) -> dict[tuple[OrderState, OrderEvent], tuple[_Candidate, ...]]:
+    """The machine's own transitions by (state, event), in the order it tries them:
+    read once, so deciding a move adds no model to the machine."""
+    return {
+        (OrderState(source), OrderEvent(trigger)): tuple(_candidate(t) for t in transitions)
+        for trigger, event in machine.events.items()
+        for source, transitions in event.transitions.items()
+    }
+
+
+def _candidate(transition: MachineTransition) -> _Candidate:
+    assert transition.dest is not None, "every move of the table names where it leads"
+    conditions = []
+    for condition in transition.conditions:
+        assert isinstance(condition.func, str), "the table names its conditions"
+        conditions.append((condition.func, condition.target))
+    return OrderState(transition.dest), tuple(conditions)
+
+
+_CANDIDATES = _candidates(MACHINE)
+
 
 def next_state(
     state: OrderState, event: OrderEvent, *, rfq_expires_at: datetime, now: datetime
 ) -> OrderState:
     """The state `event` leads to from `state`, or `IllegalTransition`."""
-    model = _Model(state, rfq_open=now < rfq_expires_at)
-    _MACHINE.add_model(model, initial=state.value)
-    try:
-        if not model.trigger(event.value):  # type: ignore[attr-defined]
-            raise IllegalTransition(state, event)
-        return OrderState(model.state)
-    except MachineError:
-        raise IllegalTransition(state, event) from None
-    finally:
-        _MACHINE.remove_model(model)
+    facts = {"rfq_open": now < rfq_expires_at}
+    for dest, conditions in _CANDIDATES.get((state, event), ()):
+        if all(facts[name] is wanted for name, wanted in conditions):
+            return dest
+    raise IllegalTransition(state, event)

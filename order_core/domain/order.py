@@ -6,11 +6,11 @@ the optimistic-concurrency token the repository checks on save.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from order_core.domain.lifecycle import OrderEvent, OrderState, next_state
+from order_core.domain.lifecycle import IllegalTransition, OrderEvent, OrderState, next_state
 from otc.errors import Conflict
 from otc.sides import Side
 
@@ -55,19 +55,33 @@ class Order:
     state: OrderState = OrderState.RFQ_SENT
     version: int = 1
     accepted_quote_id: str | None = None
-    accept_command_id: str | None = None
     reservation_id: str | None = None
     trade_side: Side | None = None
     price: Decimal | None = None
     lastlook_deadline: datetime | None = None
     trade_id: str | None = None
-    changes: list[OrderEvent] = field(default_factory=list)
 
     def apply(self, event: OrderEvent, now: datetime) -> OrderState:
         self.state = next_state(self.state, event, rfq_expires_at=self.rfq_expires_at, now=now)
         self.updated_at = now
-        self.changes.append(event)
         return self.state
+
+    def check(self, event: OrderEvent, now: datetime) -> None:
+        """Raises the `IllegalTransition` that `apply(event, now)` would, changing nothing."""
+        next_state(self.state, event, rfq_expires_at=self.rfq_expires_at, now=now)
+
+    def allows(self, event: OrderEvent, now: datetime) -> bool:
+        try:
+            self.check(event, now)
+        except IllegalTransition:
+            return False
+        return True
+
+    def pending_on(self, reservation_id: str) -> bool:
+        """Whether this order waits on a last look for the credit `reservation_id` holds."""
+        return (
+            self.state is OrderState.PENDING_CONFIRMATION and self.reservation_id == reservation_id
+        )
 
     def rfq_open(self, now: datetime) -> bool:
         return now < self.rfq_expires_at
@@ -97,14 +111,12 @@ class Order:
         *,
         quote: Quote,
         fill: Fill,
-        command_id: str,
         reservation_id: str,
         lastlook_deadline: datetime,
         now: datetime,
     ) -> None:
         self.apply(OrderEvent.ACCEPT_QUOTE, now)
         self.accepted_quote_id = quote.quote_id
-        self.accept_command_id = command_id
         self.reservation_id = reservation_id
         self.trade_side = fill.trader_side
         self.price = fill.price
@@ -114,7 +126,6 @@ class Order:
         """Last look said no (or said nothing in time): the accept is undone."""
         self.apply(event, now)
         self.accepted_quote_id = None
-        self.accept_command_id = None
         self.reservation_id = None
         self.trade_side = None
         self.price = None

@@ -10,12 +10,10 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from order_core.adapters.repository import OrderRepository
 from order_core.domain.lifecycle import OrderEvent
-from order_core.service_layer import messages
-from order_core.service_layer.handlers import Context
+from order_core.service_layer.dependencies import Dependencies
 from order_core.service_layer.resolving import Resolution, resolve
-from otc.bus import topics
+from order_core.service_layer.transaction import Tx, transaction
 from otc.errors import is_transient
 from otc.logging import get_logger
 
@@ -29,43 +27,38 @@ SWEEP_FAILURES = Counter(
 BATCH = 100
 
 
-async def expire_rfqs(ctx: Context) -> int:
-    async with ctx.uow() as uow:
-        now = ctx.clock.now()
-        repo = OrderRepository(uow.conn)
-        overdue = await repo.overdue_rfqs(now, BATCH)
-        for order in overdue:
-            order.apply(OrderEvent.RFQ_EXPIRED, now)
-            await repo.save(order)
-            uow.emit(
-                topics.ORDER_EVENTS,
-                order.rfq_id,
-                messages.state_changed(order, OrderEvent.RFQ_EXPIRED, "response window closed"),
-                correlation_id=order.rfq_id,
-            )
-        await uow.commit()
+async def expire_rfqs(deps: Dependencies) -> int:
+    return await transaction(deps, _expire_overdue_rfqs, attempts=1)
+
+
+async def _expire_overdue_rfqs(tx: Tx) -> int:
+    now = tx.now()
+    overdue = await tx.orders.overdue_rfqs(now, BATCH)
+    for order in overdue:
+        order.apply(OrderEvent.RFQ_EXPIRED, now)
+        await tx.orders.save(order)
+        tx.emit_state(order, OrderEvent.RFQ_EXPIRED, "response window closed")
     return len(overdue)
 
 
-async def time_out_last_looks(ctx: Context) -> int:
+async def time_out_last_looks(deps: Dependencies) -> int:
     """Ends the last looks whose window closed, plus the transit allowance for an
     answer sent in time that is still on its way."""
-    return await end_last_looks(ctx, ctx.clock.now() - ctx.last_look_grace, path="sweeper")
+    return await end_last_looks(deps, deps.clock.now() - deps.last_look_grace, path="sweeper")
 
 
-async def end_last_looks(ctx: Context, cutoff: datetime, *, path: str) -> int:
+async def end_last_looks(deps: Dependencies, cutoff: datetime, *, path: str) -> int:
     """Ends every last look whose window closed by `cutoff`, one order at a time and
     each as its reservation says. An order that cannot be ended now is passed over,
     not waited on, so no order ever holds up the others; the next pass tries again."""
     ended = 0
     after: tuple[datetime, str] | None = None
     while True:
-        async with ctx.engine.connect() as conn:
-            page = await OrderRepository(conn).overdue_last_looks(cutoff, BATCH, after=after)
+        page = await deps.reads.overdue_last_looks(cutoff, BATCH, after=after)
         for order in page:
             assert order.reservation_id is not None, "a pending order holds a reservation"
             try:
-                resolution = await resolve(ctx, order.rfq_id, order.reservation_id, path=path)
+                resolution = await resolve(deps, order.rfq_id, order.reservation_id, path=path)
             except Exception as exc:
                 SWEEP_FAILURES.inc()
                 log.warning(
@@ -88,5 +81,5 @@ async def end_last_looks(ctx: Context, cutoff: datetime, *, path: str) -> int:
     return ended
 
 
-async def sweep(ctx: Context) -> int:
-    return await expire_rfqs(ctx) + await time_out_last_looks(ctx)
+async def sweep(deps: Dependencies) -> int:
+    return await expire_rfqs(deps) + await time_out_last_looks(deps)

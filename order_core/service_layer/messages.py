@@ -45,8 +45,16 @@ def command_result(
     )
 
 
-def quote_recorded(order: Order, submitted: ev.QuoteSubmitted) -> ev.QuoteRecorded:
-    return ev.QuoteRecorded(requester=order.requester, quote=submitted)
+def quote_recorded(order: Order, as_sent: bytes) -> ev.QuoteRecorded:
+    """The maker's quote, exactly as it sent it, for the trader."""
+    return ev.QuoteRecorded(requester=order.requester, quote=ev.QuoteSubmitted.FromString(as_sent))
+
+
+def withdrawal_as_shown(as_sent: bytes, reason: str) -> ev.QuoteWithdrawn:
+    """The maker's withdrawal as it sent it, with the reason the trader may be shown."""
+    withdrawal = ev.QuoteWithdrawn.FromString(as_sent)
+    withdrawal.reason = reason
+    return withdrawal
 
 
 def quote_withdrawal_recorded(

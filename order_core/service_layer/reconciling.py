@@ -24,10 +24,9 @@ from datetime import timedelta
 
 from prometheus_client import Counter
 
-from order_core.adapters.repository import OrderRepository
-from order_core.domain.lifecycle import OPEN_STATES, OrderState
-from order_core.service_layer.context import Context
+from order_core.domain.lifecycle import OPEN_STATES
 from order_core.service_layer.deadlines import end_last_looks
+from order_core.service_layer.dependencies import Dependencies
 from otc.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,11 +49,11 @@ class Reconciled:
     orphans_released: int
 
 
-async def reconcile(ctx: Context, grace: timedelta) -> Reconciled:
+async def reconcile(deps: Dependencies, grace: timedelta) -> Reconciled:
     try:
-        now = ctx.clock.now()
-        ended = await end_last_looks(ctx, now - ctx.last_look_grace - grace, path="reconciler")
-        released = await release_orphans(ctx, grace)
+        now = deps.clock.now()
+        ended = await end_last_looks(deps, now - deps.last_look_grace - grace, path="reconciler")
+        released = await release_orphans(deps, grace)
     except Exception:
         RECONCILER_RUNS.labels("failed").inc()
         raise
@@ -64,24 +63,19 @@ async def reconcile(ctx: Context, grace: timedelta) -> Reconciled:
     return Reconciled(ended, released)
 
 
-async def release_orphans(ctx: Context, grace: timedelta) -> int:
-    created_before = ctx.clock.now() - grace
+async def release_orphans(deps: Dependencies, grace: timedelta) -> int:
+    created_before = deps.clock.now() - grace
     released = 0
     after = ""
     while True:
-        page = await ctx.risk.frozen_before(created_before, after, PAGE)
+        page = await deps.risk.frozen_before(created_before, after, PAGE)
         for frozen in page:
-            async with ctx.engine.connect() as conn:
-                order = await OrderRepository(conn).get(frozen.rfq_id)
+            order = await deps.reads.order(frozen.rfq_id)
             if order is not None and (
-                order.state in OPEN_STATES
-                or (
-                    order.state is OrderState.PENDING_CONFIRMATION
-                    and order.reservation_id == frozen.reservation_id
-                )
+                order.state in OPEN_STATES or order.pending_on(frozen.reservation_id)
             ):
                 continue
-            answer = await ctx.risk.release(frozen.reservation_id, ORPHAN_REASON)
+            answer = await deps.risk.release(frozen.reservation_id, ORPHAN_REASON)
             if answer.ok:
                 released += 1
                 ORPHANS_RELEASED.inc()

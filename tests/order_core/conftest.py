@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from order_core.adapters.risk_client import RiskClient
-from order_core.service_layer.context import Context
+from order_core.service_layer.dependencies import Dependencies
 from otc.clock import SystemClock
 from otc.db import make_engine
 from otc.infra.platform import Platform
@@ -19,12 +19,12 @@ from tests.order_core.makers import new_maker
 
 
 @pytest.fixture(scope="session")
-async def core(platform: Platform) -> AsyncIterator[Context]:
+async def core(platform: Platform) -> AsyncIterator[Dependencies]:
     assert platform.endpoints is not None
     engine = make_engine(platform.endpoints.database_url, pool_size=25)
     redis = Redis.from_url(platform.endpoints.redis_url)
     risk = RiskClient(f"127.0.0.1:{platform.risk_port}", timeout_s=10.0)
-    yield Context(
+    yield Dependencies(
         engine=engine,
         quotes=QuoteBook(redis),
         risk=risk,

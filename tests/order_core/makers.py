@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 from google.protobuf.message import Message as ProtoMessage
 
-from order_core.service_layer.context import Context
+from order_core.service_layer.dependencies import Dependencies
 from otc.bus.envelope import Message, decode
 from otc.clock import SystemClock
 from otc.contracts import events_pb2 as ev
@@ -37,7 +37,7 @@ async def new_maker(platform: Platform, limit: str = "10000000") -> str:
     return name
 
 
-async def open_rfq(ctx: Context, maker: str, *, requester: str = TRADER) -> str:
+async def open_rfq(ctx: Dependencies, maker: str, *, requester: str = TRADER) -> str:
     rfq_id = new_id()
     now = SystemClock().now()
     rfq = ev.RfqRequested(
@@ -56,7 +56,7 @@ async def open_rfq(ctx: Context, maker: str, *, requester: str = TRADER) -> str:
 
 
 async def submit(
-    ctx: Context, rfq_id: str, maker: str, *, replaces: str = "", offer: str = "65000"
+    ctx: Dependencies, rfq_id: str, maker: str, *, replaces: str = "", offer: str = "65000"
 ) -> str:
     """A quote as the quoting service makes one: in Redis first, then published."""
     quote_id = new_id()
@@ -103,14 +103,14 @@ def answer(
     )
 
 
-async def published(ctx: Context, rfq_id: str) -> list[ProtoMessage]:
+async def published(ctx: Dependencies, rfq_id: str) -> list[ProtoMessage]:
     found = await rows(
         ctx, "SELECT payload FROM order_core.outbox WHERE key = :k ORDER BY id", k=rfq_id
     )
     return [decode(bytes(row["payload"])).payload for row in found]
 
 
-async def audited(ctx: Context, rfq_id: str) -> list[str]:
+async def audited(ctx: Dependencies, rfq_id: str) -> list[str]:
     found = await rows(
         ctx,
         "SELECT event_type FROM order_core.audit_events WHERE rfq_id = :r ORDER BY seq",
@@ -119,7 +119,7 @@ async def audited(ctx: Context, rfq_id: str) -> list[str]:
     return [str(row["event_type"]) for row in found]
 
 
-async def pending(ctx: Context, rfq_id: str, quote_id: str) -> str:
+async def pending(ctx: Dependencies, rfq_id: str, quote_id: str) -> str:
     """Accepts the quote; returns the reservation id of the accept."""
     command = accept(rfq_id, quote_id)
     await deliver(ctx, command)
@@ -127,7 +127,7 @@ async def pending(ctx: Context, rfq_id: str, quote_id: str) -> str:
     return derived_id("reservation", command.event_id)
 
 
-async def reservation_status(ctx: Context, reservation_id: str) -> str:
+async def reservation_status(ctx: Dependencies, reservation_id: str) -> str:
     [row] = await rows(
         ctx, "SELECT status FROM risk.reservations WHERE reservation_id = :r", r=reservation_id
     )

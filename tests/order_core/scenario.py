@@ -9,8 +9,8 @@ from typing import Any
 from google.protobuf.message import Message as ProtoMessage
 from sqlalchemy import text
 
-from order_core.service_layer.context import Context
-from order_core.service_layer.handlers import HANDLERS
+from order_core.entrypoints import inbound
+from order_core.service_layer.dependencies import Dependencies
 from otc.bus.envelope import Message, decode, encode
 from otc.clock import SystemClock
 from otc.contracts import events_pb2 as ev
@@ -32,11 +32,11 @@ def message(payload: ProtoMessage, correlation_id: str, event_id: str | None = N
     return decode(raw)
 
 
-async def deliver(ctx: Context, msg: Message) -> None:
-    await HANDLERS[msg.type](ctx, msg)
+async def deliver(ctx: Dependencies, msg: Message) -> None:
+    await inbound.deliver(ctx, msg)
 
 
-async def open_rfq(ctx: Context, *, window: timedelta = timedelta(minutes=5)) -> str:
+async def open_rfq(ctx: Dependencies, *, window: timedelta = timedelta(minutes=5)) -> str:
     rfq_id = new_id()
     now = SystemClock().now()
     rfq = ev.RfqRequested(
@@ -54,7 +54,7 @@ async def open_rfq(ctx: Context, *, window: timedelta = timedelta(minutes=5)) ->
     return rfq_id
 
 
-async def quote(ctx: Context, rfq_id: str, maker: str, offer: str = "65000") -> str:
+async def quote(ctx: Dependencies, rfq_id: str, maker: str, offer: str = "65000") -> str:
     """A maker's quote, live in Redis and recorded by order_core, as in production."""
     quote_id = new_id()
     valid_ms = int(time.time() * 1000) + 60_000
@@ -82,12 +82,12 @@ def cancel(rfq_id: str) -> Message:
     return message(ev.CancelRfq(rfq_id=rfq_id, trader=TRADER), rfq_id)
 
 
-async def rows(ctx: Context, sql: str, **params: Any) -> list[Any]:
+async def rows(ctx: Dependencies, sql: str, **params: Any) -> list[Any]:
     async with ctx.engine.connect() as conn:
         return list((await conn.execute(text(sql), params)).mappings())
 
 
-async def results(ctx: Context, rfq_id: str) -> dict[str, ev.CommandResult]:
+async def results(ctx: Dependencies, rfq_id: str) -> dict[str, ev.CommandResult]:
     """order_core's answers to commands on this RFQ, by command id, from its outbox."""
     answers: dict[str, ev.CommandResult] = {}
     for row in await rows(
@@ -99,12 +99,12 @@ async def results(ctx: Context, rfq_id: str) -> dict[str, ev.CommandResult]:
     return answers
 
 
-async def order_state(ctx: Context, rfq_id: str) -> str:
+async def order_state(ctx: Dependencies, rfq_id: str) -> str:
     [row] = await rows(ctx, "SELECT state FROM order_core.orders WHERE rfq_id = :r", r=rfq_id)
     return str(row["state"])
 
 
-async def live_reservations(ctx: Context, rfq_id: str) -> list[Any]:
+async def live_reservations(ctx: Dependencies, rfq_id: str) -> list[Any]:
     return await rows(
         ctx,
         "SELECT reservation_id, status FROM risk.reservations "
@@ -115,7 +115,9 @@ async def live_reservations(ctx: Context, rfq_id: str) -> list[Any]:
     )
 
 
-async def credit_held_by_losers(ctx: Context, rfq_id: str, winner: ev.CommandResult) -> list[str]:
+async def credit_held_by_losers(
+    ctx: Dependencies, rfq_id: str, winner: ev.CommandResult
+) -> list[str]:
     """Reservations of `rfq_id` still holding credit that are not the winning accept's.
 
     The winner's own reservation is judged apart: the running platform's makers answer

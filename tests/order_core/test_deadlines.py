@@ -8,15 +8,15 @@ import asyncio
 import dataclasses
 from datetime import timedelta
 
-from order_core.service_layer.context import Context
 from order_core.service_layer.deadlines import expire_rfqs, time_out_last_looks
+from order_core.service_layer.dependencies import Dependencies
 from otc.bus.envelope import decode
 from otc.contracts import events_pb2 as ev
 from otc.ids import derived_id
 from tests.order_core.scenario import accept, deliver, open_rfq, order_state, quote, rows
 
 
-async def _expired_events(core: Context, rfq_id: str) -> int:
+async def _expired_events(core: Dependencies, rfq_id: str) -> int:
     found = 0
     for row in await rows(core, "SELECT payload FROM order_core.outbox WHERE key = :k", k=rfq_id):
         payload = decode(bytes(row["payload"])).payload
@@ -25,7 +25,7 @@ async def _expired_events(core: Context, rfq_id: str) -> int:
     return found
 
 
-async def test_two_sweepers_racing_expire_each_order_exactly_once(core: Context) -> None:
+async def test_two_sweepers_racing_expire_each_order_exactly_once(core: Dependencies) -> None:
     rfq_ids = [await open_rfq(core, window=timedelta(milliseconds=300)) for _ in range(12)]
     await quote(core, rfq_ids[0], "MM-1")  # a quoted RFQ expires too
     await asyncio.sleep(0.5)
@@ -37,7 +37,7 @@ async def test_two_sweepers_racing_expire_each_order_exactly_once(core: Context)
         assert await _expired_events(core, rfq_id) == 1
 
 
-async def test_an_unanswered_last_look_times_out_and_releases_credit(core: Context) -> None:
+async def test_an_unanswered_last_look_times_out_and_releases_credit(core: Dependencies) -> None:
     hasty = dataclasses.replace(core, last_look_window=timedelta(0))
     rfq_id = await open_rfq(core)
     quote_id = await quote(core, rfq_id, "MM-3")

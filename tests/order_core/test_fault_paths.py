@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from order_core.service_layer import accepting, deadlines
-from order_core.service_layer.context import Context
+from order_core.service_layer.dependencies import Dependencies
 from order_core.service_layer.reconciling import reconcile
 from otc import failpoints
 from otc.bus.envelope import Message
@@ -55,19 +55,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
         await asyncio.sleep(0.05)
 
 
-async def pending_order(ctx: Context, maker: str) -> tuple[str, str, str]:
+async def pending_order(ctx: Dependencies, maker: str) -> tuple[str, str, str]:
     """An RFQ quoted by `maker` and accepted: its id, the quote's and the reservation's."""
     rfq_id = await open_rfq(ctx, maker)
     quote_id = await submit(ctx, rfq_id, maker)
     return rfq_id, quote_id, await pending(ctx, rfq_id, quote_id)
 
 
-async def trades_confirmed(ctx: Context, rfq_id: str) -> list[ev.TradeConfirmed]:
+async def trades_confirmed(ctx: Dependencies, rfq_id: str) -> list[ev.TradeConfirmed]:
     return [p for p in await published(ctx, rfq_id) if isinstance(p, ev.TradeConfirmed)]
 
 
 async def test_a_commit_that_outlived_its_transaction_confirms_on_the_late_redelivery(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
     rfq_id, quote_id, reservation_id = await pending_order(ctx, maker)
@@ -85,7 +85,7 @@ async def test_a_commit_that_outlived_its_transaction_confirms_on_the_late_redel
 
 
 async def test_a_reject_after_a_commit_that_outlived_its_transaction_confirms(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id, quote_id, reservation_id = await pending_order(core, maker)
     # The maker's confirmation committed the credit, then its transaction was lost;
@@ -100,7 +100,7 @@ async def test_a_reject_after_a_commit_that_outlived_its_transaction_confirms(
 
 
 async def test_the_sweeper_confirms_an_overdue_order_whose_credit_was_committed(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
     rfq_id, _, reservation_id = await pending_order(ctx, maker)
@@ -118,7 +118,7 @@ async def test_the_sweeper_confirms_an_overdue_order_whose_credit_was_committed(
 
 
 async def test_a_stale_duplicate_accept_leaves_the_winners_credit_alone(
-    core: Context, maker: str, monkeypatch: pytest.MonkeyPatch
+    core: Dependencies, maker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker)
@@ -126,7 +126,7 @@ async def test_a_stale_duplicate_accept_leaves_the_winners_credit_alone(
     await deliver(core, command)
     reservation_id = await reservation_of(core, rfq_id)
 
-    async def checked_before_the_first_attempt_committed(_ctx: Context, _id: str) -> bool:
+    async def checked_before_the_first_attempt_committed(_ctx: Dependencies, _id: str) -> bool:
         return False
 
     # A zombie consumer's copy of the same accept, which read "not processed yet"
@@ -143,7 +143,7 @@ async def test_a_stale_duplicate_accept_leaves_the_winners_credit_alone(
     assert await order_state(core, rfq_id) in ("CONFIRMED", "SETTLED")
 
 
-async def reservation_of(ctx: Context, rfq_id: str) -> str:
+async def reservation_of(ctx: Dependencies, rfq_id: str) -> str:
     [row] = await rows(
         ctx, "SELECT reservation_id FROM order_core.orders WHERE rfq_id = :r", r=rfq_id
     )
@@ -151,7 +151,7 @@ async def reservation_of(ctx: Context, rfq_id: str) -> str:
 
 
 @pytest.fixture
-async def stuck_orders(core: Context) -> AsyncIterator[int]:
+async def stuck_orders(core: Dependencies) -> AsyncIterator[int]:
     """More overdue pending orders than two concurrent sweeps take at once (the
     platform's and the test's), older than any other, whose reservation id
     risk_limits refuses outright: nothing can ever end them."""
@@ -179,7 +179,7 @@ async def stuck_orders(core: Context) -> AsyncIterator[int]:
 
 
 async def test_orders_the_sweeper_cannot_end_do_not_hold_up_the_others(
-    core: Context, maker: str, stuck_orders: int
+    core: Dependencies, maker: str, stuck_orders: int
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
     rfq_id, _, reservation_id = await pending_order(ctx, maker)
@@ -194,7 +194,7 @@ async def test_orders_the_sweeper_cannot_end_do_not_hold_up_the_others(
 
 
 async def test_a_credit_refusal_gives_the_quote_back_for_a_retry(
-    core: Context, platform: Platform
+    core: Dependencies, platform: Platform
 ) -> None:
     poor = await new_maker(platform, limit="1")
     rfq_id = await open_rfq(core, poor)
@@ -226,7 +226,7 @@ async def credit(platform: Platform, maker: str, limit: str) -> None:
 
 
 async def test_a_withdrawal_reason_with_a_nul_byte_is_recorded_cleaned(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker)
@@ -242,7 +242,7 @@ async def test_a_withdrawal_reason_with_a_nul_byte_is_recorded_cleaned(
 
 
 async def test_a_reject_reason_with_a_nul_byte_rejects_with_the_cleaned_reason(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id, quote_id, reservation_id = await pending_order(core, maker)
     reject = answer(rfq_id, quote_id, maker, reservation_id, price="", confirmed=False)
@@ -261,7 +261,7 @@ async def test_a_reject_reason_with_a_nul_byte_rejects_with_the_cleaned_reason(
     assert back.reason == "market moved"
 
 
-async def _froze_then_failed(core: Context, maker: str) -> tuple[str, Message, str]:
+async def _froze_then_failed(core: Dependencies, maker: str) -> tuple[str, Message, str]:
     """An accept that froze credit and failed before recording it: the RFQ, the
     command, and its reservation, FROZEN for an order still QUOTED."""
     rfq_id = await open_rfq(core, maker)
@@ -279,7 +279,7 @@ async def _froze_then_failed(core: Context, maker: str) -> tuple[str, Message, s
 
 
 async def test_the_reconciler_leaves_an_open_orders_freeze_to_its_accept_on_its_way(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id, command, reservation_id = await _froze_then_failed(core, maker)
 
@@ -295,7 +295,7 @@ async def test_the_reconciler_leaves_an_open_orders_freeze_to_its_accept_on_its_
 
 
 async def test_the_reconciler_releases_a_freeze_whose_order_has_ended(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id, _, reservation_id = await _froze_then_failed(core, maker)
     await deliver(core, cancel(rfq_id))
@@ -307,7 +307,7 @@ async def test_the_reconciler_releases_a_freeze_whose_order_has_ended(
 
 
 async def test_the_reconciler_confirms_a_committed_order_and_spares_live_ones(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     ctx = dataclasses.replace(core, last_look_window=WINDOW)
     committed_rfq = await open_rfq(ctx, maker)

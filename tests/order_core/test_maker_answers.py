@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 
-from order_core.service_layer.context import Context
+from order_core.service_layer.dependencies import Dependencies
 from otc.contracts import events_pb2 as ev
 from otc.ids import derived_id, new_id
 from tests.order_core.makers import (
@@ -33,7 +33,7 @@ from tests.order_core.scenario import TRADER, accept, deliver, order_state, rows
 
 
 async def test_a_withdrawal_reaches_the_trader_and_the_audit_trail(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker)
@@ -54,7 +54,7 @@ async def test_a_withdrawal_reaches_the_trader_and_the_audit_trail(
     assert (await audited(core, rfq_id)).count("otc.v1.QuoteWithdrawalRecorded") == 1
 
 
-async def test_another_makers_withdrawal_is_not_recorded(core: Context, maker: str) -> None:
+async def test_another_makers_withdrawal_is_not_recorded(core: Dependencies, maker: str) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker)
     await deliver(core, withdrawn(rfq_id, quote_id, "MM-2", "not mine"))
@@ -64,7 +64,7 @@ async def test_another_makers_withdrawal_is_not_recorded(core: Context, maker: s
 
 
 async def test_a_replacement_withdraws_the_old_quote_before_recording_the_new(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     old = await submit(core, rfq_id, maker)
@@ -87,7 +87,9 @@ async def test_a_replacement_withdraws_the_old_quote_before_recording_the_new(
     assert (replacement.quote.quote_id, replacement.quote.replaces_quote_id) == (new, old)
 
 
-async def test_a_quote_on_the_makers_own_rfq_is_never_recorded(core: Context, maker: str) -> None:
+async def test_a_quote_on_the_makers_own_rfq_is_never_recorded(
+    core: Dependencies, maker: str
+) -> None:
     rfq_id = await open_rfq(core, maker, requester=maker)
     await submit(core, rfq_id, maker)
     assert await order_state(core, rfq_id) == "RFQ_SENT"
@@ -100,7 +102,7 @@ async def test_a_quote_on_the_makers_own_rfq_is_never_recorded(core: Context, ma
     [("withdrawn", "quote_withdrawn"), ("replaced", "quote_replaced"), ("taken", "quote_taken")],
 )
 async def test_an_accept_of_a_quote_that_is_gone_says_why(
-    core: Context, maker: str, gone: str, code: str
+    core: Dependencies, maker: str, gone: str, code: str
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker)
@@ -123,7 +125,7 @@ async def test_an_accept_of_a_quote_that_is_gone_says_why(
 
 @pytest.mark.parametrize("wrong", ["price", "quote_id"])
 async def test_a_confirmation_that_does_not_repeat_the_accepted_quote_rejects(
-    core: Context, maker: str, wrong: str
+    core: Dependencies, maker: str, wrong: str
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker, offer="65000")
@@ -143,7 +145,7 @@ async def test_a_confirmation_that_does_not_repeat_the_accepted_quote_rejects(
 
 
 async def test_a_confirmation_repeating_the_quote_and_price_confirms(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker, offer="65000.10")
@@ -155,7 +157,7 @@ async def test_a_confirmation_repeating_the_quote_and_price_confirms(
     assert await order_state(core, rfq_id) in ("CONFIRMED", "SETTLED")
 
 
-async def test_an_answer_from_another_maker_is_ignored(core: Context, maker: str) -> None:
+async def test_an_answer_from_another_maker_is_ignored(core: Dependencies, maker: str) -> None:
     rfq_id = await open_rfq(core, maker)
     quote_id = await submit(core, rfq_id, maker)
     reservation_id = await pending(core, rfq_id, quote_id)
@@ -169,7 +171,7 @@ async def test_an_answer_from_another_maker_is_ignored(core: Context, maker: str
 
 
 async def test_a_late_confirmation_is_ignored_and_the_order_times_out(
-    core: Context, maker: str
+    core: Dependencies, maker: str
 ) -> None:
     short = dataclasses.replace(core, last_look_window=timedelta(milliseconds=1))
     rfq_id = await open_rfq(short, maker)

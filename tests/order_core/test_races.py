@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from order_core.service_layer.context import Context
+from order_core.service_layer.dependencies import Dependencies
 from tests.order_core.scenario import (
     MAKERS,
     accept,
@@ -21,7 +21,7 @@ from tests.order_core.scenario import (
 )
 
 
-async def test_fifty_accepts_of_one_quote_make_one_pending_confirmation(core: Context) -> None:
+async def test_fifty_accepts_of_one_quote_make_one_pending_confirmation(core: Dependencies) -> None:
     rfq_id = await open_rfq(core)
     quote_id = await quote(core, rfq_id, "MM-1")
     commands = [accept(rfq_id, quote_id) for _ in range(50)]
@@ -37,7 +37,7 @@ async def test_fifty_accepts_of_one_quote_make_one_pending_confirmation(core: Co
     assert await credit_held_by_losers(core, rfq_id, winners[0]) == []
 
 
-async def test_fifty_accepts_across_different_quotes_freeze_credit_once(core: Context) -> None:
+async def test_fifty_accepts_across_different_quotes_freeze_credit_once(core: Dependencies) -> None:
     rfq_id = await open_rfq(core)
     quote_ids = [await quote(core, rfq_id, maker) for maker in MAKERS]
     commands = [accept(rfq_id, quote_ids[i % len(quote_ids)]) for i in range(50)]
@@ -51,7 +51,7 @@ async def test_fifty_accepts_across_different_quotes_freeze_credit_once(core: Co
     assert await credit_held_by_losers(core, rfq_id, winner) == []
 
 
-async def test_cancel_racing_accept_has_exactly_one_winner(core: Context) -> None:
+async def test_cancel_racing_accept_has_exactly_one_winner(core: Dependencies) -> None:
     for _ in range(8):
         rfq_id = await open_rfq(core)
         quote_id = await quote(core, rfq_id, "MM-2")
@@ -70,7 +70,7 @@ async def test_cancel_racing_accept_has_exactly_one_winner(core: Context) -> Non
 
 
 async def test_a_quote_arriving_during_an_accept_is_kept_and_the_accept_holds(
-    core: Context,
+    core: Dependencies,
 ) -> None:
     rfq_id = await open_rfq(core)
     first = await quote(core, rfq_id, "MM-1")

@@ -8,7 +8,7 @@ import asyncio
 import random
 from typing import Any
 
-from order_core.service_layer.context import Context
+from order_core.service_layer.dependencies import Dependencies
 from otc.bus import topics
 from otc.client import TraderClient
 from otc.demo import best_quote
@@ -47,7 +47,7 @@ async def _lifecycles(platform: Platform, count: int) -> list[str]:
     return rfq_ids
 
 
-async def _settled_in_risk(core: Context, rfq_ids: list[str]) -> None:
+async def _settled_in_risk(core: Dependencies, rfq_ids: list[str]) -> None:
     """risk_limits frees a trade's exposure when it hears of the settlement; wait for
     that, so the snapshot does not race it."""
     for _ in range(200):
@@ -63,7 +63,7 @@ async def _settled_in_risk(core: Context, rfq_ids: list[str]) -> None:
     raise AssertionError("risk_limits never heard of the settlements")
 
 
-async def _snapshot(core: Context, rfq_ids: list[str]) -> dict[str, Any]:
+async def _snapshot(core: Dependencies, rfq_ids: list[str]) -> dict[str, Any]:
     ids = {"ids": rfq_ids}
     return {
         "orders": await rows(
@@ -108,7 +108,7 @@ async def _snapshot(core: Context, rfq_ids: list[str]) -> dict[str, Any]:
 
 
 async def test_redelivering_every_message_twice_out_of_order_changes_nothing(
-    platform: Platform, core: Context
+    platform: Platform, core: Dependencies
 ) -> None:
     assert platform.endpoints is not None
     async with KafkaTap(platform.endpoints.kafka_bootstrap, *ORDER_CORE_INPUTS) as tap:
