@@ -107,7 +107,7 @@ async def _accept(ctx: Context, msg: Message) -> str | None:
         deadline=now + ctx.reservation_ttl,
     )
     if not answer.ok:
-        return await _risk_rejected(ctx, msg, order.rfq_id, quote, answer.message)
+        return await _risk_rejected(ctx, msg, order.rfq_id, quote, answer.code, answer.message)
     if answer.status not in HELD:
         # A redelivered accept whose reservation was released meanwhile (its
         # deadline passed, or the reconciler found no order holding it).
@@ -202,9 +202,8 @@ class _LostRace(Exception):
 
 
 async def _risk_rejected(
-    ctx: Context, msg: Message, rfq_id: str, quote: Quote, reason: str
+    ctx: Context, msg: Message, rfq_id: str, quote: Quote, code: str, reason: str
 ) -> str | None:
-    code = "insufficient_credit"
     answered = False
 
     async def step() -> None:
@@ -235,7 +234,7 @@ async def _risk_rejected(
     await retry_on_conflict(step)
     if not answered:
         return None
-    # Refused for want of credit: the quote stays the trader's to accept once the
-    # credit is there, and the maker's to replace or withdraw.
+    # Refused by risk (for want of credit, most often): the quote stays the trader's
+    # to accept once the credit is there, and the maker's to replace or withdraw.
     await ctx.quotes.give_back(rfq_id, quote.quote_id, taker=msg.event_id, maker=quote.maker)
     return code
