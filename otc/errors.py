@@ -20,7 +20,7 @@ edges (otc/api.py for HTTP, the risk_limits gRPC server and order_core's client)
     │   ├── Forbidden         403   PERMISSION_DENIED    forbidden
     │   └── ValidationFailed  422   INVALID_ARGUMENT     invalid_request, invalid_quantity,
     │                                                    market_closed, unknown_instrument, ...
-    ├── Unauthorized (auth)   401   INVALID_ARGUMENT     unauthorized
+    ├── Unauthorized          401   INVALID_ARGUMENT     unauthorized
     ├── RateLimited (edge)    429   INVALID_ARGUMENT     rate_limited
     └── TransientError        503   UNAVAILABLE          unavailable: retried with backoff
         ├── NotYetKnown                                  worth retrying soon
@@ -99,6 +99,13 @@ class IllegalTransition(Conflict):
         super().__init__(message)
         self.state = state
         self.event = event
+
+
+class Unauthorized(OtcError):
+    """No valid bearer token: missing, expired, badly signed or naming no known role."""
+
+    status = 401
+    code = "unauthorized"
 
 
 class TransientError(OtcError):
