@@ -15,7 +15,7 @@ import grpc
 from otc import tracing
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
-from otc.errors import ERROR_CODE_METADATA, risk_refusal_code
+from otc.errors import ERROR_CODE_METADATA, RISK_REFUSALS, risk_refusal_code
 from otc.money import fmt
 
 
@@ -124,12 +124,7 @@ class RiskClient:
         ]
 
 
-_BUSINESS_REFUSALS = {
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.INVALID_ARGUMENT,
-}
+_BUSINESS_REFUSALS = frozenset(grpc.StatusCode[name] for name in RISK_REFUSALS)
 
 
 def _refusal(exc: grpc.aio.AioRpcError) -> RiskAnswer:
