@@ -30,12 +30,24 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
+from otc import quote_scripts as lua
+from otc.quote_scripts import (
+    FATE_PREFIX,
+    MAKER_PREFIX,
+    QUOTE_PREFIX,
+    fate_key,
+    halt_key,
+    index_member,
+    maker_key,
+    taken_key,
+)
+from otc.quote_scripts import live_key as live_key
+from otc.quote_scripts import quote_key as quote_key
+
 TAKEN_RECORD_TTL_MS = 24 * 3600 * 1000
 # How long a withdrawn, replaced or expired quote is remembered: long enough that
 # a late accept is refused with the precise reason; after it, "unknown".
 TOMBSTONE_TTL_MS = 3600 * 1000
-
-_QUOTE, _FATE, _MAKER = "quote:", "fate:", "maker-quote:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,210 +122,15 @@ class ChangeResult:
     detail: str = ""
 
 
-def quote_key(rfq_id: str, quote_id: str) -> str:
-    return f"{_QUOTE}{{{rfq_id}}}:{quote_id}"
-
-
-def fate_key(rfq_id: str, quote_id: str) -> str:
-    return f"{_FATE}{{{rfq_id}}}:{quote_id}"
-
-
-def taken_key(rfq_id: str, quote_id: str) -> str:
-    return f"taken:{{{rfq_id}}}:{quote_id}"
-
-
-def maker_key(rfq_id: str, maker: str) -> str:
-    return f"{_MAKER}{{{rfq_id}}}:{maker}"
-
-
-def live_key(maker: str) -> str:
-    return f"live-quotes:{maker}"
-
-
-def halt_key(maker: str) -> str:
-    return f"halted:{maker}"
-
-
-def _member(rfq_id: str, quote_id: str) -> str:
-    return f"{rfq_id}\n{quote_id}"
-
-
-_LIB = """
-local function split(value)
-  local sep = string.find(value, '\\n', 1, true)
-  return string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
-end
-local function fate_of(key)
-  local value = redis.call('GET', key)
-  if not value then return nil, nil end
-  return split(value)
-end
-local function not_live(state)
-  if state == 'live' then return 'expired' end
-  return state
-end
-local function retire(q, f, m, l, qid, member, state, maker, ttl_ms)
-  redis.call('DEL', q)
-  redis.call('SET', f, state .. '\\n' .. maker, 'PX', ttl_ms)
-  redis.call('ZREM', l, member)
-  if redis.call('GET', m) == qid then redis.call('DEL', m) end
-end
-local function store(q, f, m, l, json, qid, member, maker, until_ms, fate_until_ms)
-  local now = redis.call('TIME')
-  -- the index forgets quotes that expired, so it holds no more than the live ones
-  redis.call('ZREMRANGEBYSCORE', l, '-inf', '(' .. (now[1] * 1000 + math.floor(now[2] / 1000)))
-  redis.call('SET', q, json, 'PXAT', until_ms)
-  redis.call('SET', f, 'live\\n' .. maker, 'PXAT', fate_until_ms)
-  redis.call('SET', m, qid, 'PXAT', until_ms)
-  redis.call('ZADD', l, until_ms, member)
-  if redis.call('PEXPIRETIME', l) < tonumber(until_ms) then
-    redis.call('PEXPIREAT', l, until_ms)
-  end
-end
-"""
-
-# KEYS: quote, taken, fate, maker pointer, maker index, halt.
-# ARGV: quote json, quote id, index member, maker, valid_until ms, fate until ms.
-_PUT = (
-    _LIB
-    + """
-local halted = redis.call('GET', KEYS[6])
-if halted then return {'halted', halted} end
-local existing = redis.call('GET', KEYS[1])
-if existing then return {'exists', existing} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'taken', ''} end
-local state = fate_of(KEYS[3])
-if state then return {'gone', not_live(state)} end
-local current = redis.call('GET', KEYS[4])
-if current and current ~= ARGV[2] then return {'quoting', current} end
-store(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-return {'stored', ''}
-"""
-)
-
-# KEYS: old quote, old fate, maker pointer, maker index, halt, new quote, new fate.
-# ARGV: maker, old id, old member, new json, new id, new member, valid_until ms,
-# fate until ms, tombstone ttl ms.
-_REPLACE = (
-    _LIB
-    + """
-local halted = redis.call('GET', KEYS[5])
-if halted then return {'halted', halted, ''} end
-local state, owner = fate_of(KEYS[2])
-if owner ~= ARGV[1] then return {'not_found', '', ''} end
-local old = redis.call('GET', KEYS[1])
-if not old then return {'not_live', not_live(state), ''} end
-if redis.call('EXISTS', KEYS[7]) == 1 then
-  return redis.error_reply('replacement quote id ' .. ARGV[5] .. ' was used before')
-end
-retire(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], 'replaced', ARGV[1], ARGV[9])
-store(KEYS[6], KEYS[7], KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], ARGV[1], ARGV[7], ARGV[8])
-return {'done', '', old}
-"""
-)
-
-# KEYS: quote, fate, maker pointer, maker index. ARGV: maker, id, member, tombstone ttl.
-_WITHDRAW = (
-    _LIB
-    + """
-local state, owner = fate_of(KEYS[2])
-if owner ~= ARGV[1] then return {'not_found', '', ''} end
-local quote = redis.call('GET', KEYS[1])
-if not quote then return {'not_live', not_live(state), ''} end
-retire(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], 'withdrawn', ARGV[1], ARGV[4])
-return {'done', '', quote}
-"""
-)
-
-# KEYS: quote, taken, fate, maker pointer, maker index.
-# ARGV: taker (accept command id), taken-record ttl ms, quote id, member.
-_TAKE = (
-    _LIB
-    + """
-local quote = redis.call('GET', KEYS[1])
-if quote then
-  local maker = cjson.decode(quote)['maker']
-  retire(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[4], 'taken', maker, ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[1] .. '\\n' .. quote, 'PX', ARGV[2])
-  return {'taken', quote}
-end
-local record = redis.call('GET', KEYS[2])
-if record then
-  local taker, taken = split(record)
-  if taker == ARGV[1] then return {'taken', taken} end
-  return {'already_taken', ''}
-end
-local state = fate_of(KEYS[3])
-if not state then return {'unknown', ''} end
-if state == 'taken' then return {'already_taken', ''} end
-return {not_live(state), ''}
-"""
-)
-
-# KEYS: quote, taken, fate, maker pointer, maker index, halt.
-# ARGV: taker, quote id, member, tombstone ttl ms.
-_GIVE_BACK = (
-    _LIB
-    + """
-local record = redis.call('GET', KEYS[2])
-if not record then return 'not_taken' end
-local taker, quote = split(record)
-if taker ~= ARGV[1] then return 'not_taken' end
-redis.call('DEL', KEYS[2])
-local q = cjson.decode(quote)
-local maker, until_ms = q['maker'], tonumber(q['valid_until_ms'])
-local now = redis.call('TIME')
-local fate = nil
-if until_ms <= now[1] * 1000 + math.floor(now[2] / 1000) then fate = 'expired'
-elseif redis.call('EXISTS', KEYS[6]) == 1 then fate = 'withdrawn'
-else
-  local current = redis.call('GET', KEYS[4])
-  if current and current ~= ARGV[2] then fate = 'replaced' end
-end
-if fate then
-  redis.call('SET', KEYS[3], fate .. '\\n' .. maker, 'PX', ARGV[4])
-  return fate
-end
-store(KEYS[1], KEYS[3], KEYS[4], KEYS[5], quote, ARGV[2], ARGV[3], maker, until_ms,
-  until_ms + ARGV[4])
-return 'restored'
-"""
-)
-
-# KEYS: maker index, halt. ARGV: maker, halt reason ('' to leave it quoting),
-# tombstone ttl, and the key prefixes of quotes, fates and maker pointers, so the
-# keys of each indexed quote are spelled by the same code as everywhere else.
-_WITHDRAW_ALL = (
-    _LIB
-    + """
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-local withdrawn = {}
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local rfq, qid = split(member)
-  local tag = '{' .. rfq .. '}:'
-  local q = ARGV[4] .. tag .. qid
-  local quote = redis.call('GET', q)
-  if quote then
-    local f, m = ARGV[5] .. tag .. qid, ARGV[6] .. tag .. ARGV[1]
-    retire(q, f, m, KEYS[1], qid, member, 'withdrawn', ARGV[1], ARGV[3])
-    table.insert(withdrawn, quote)
-  end
-end
-redis.call('DEL', KEYS[1])
-return withdrawn
-"""
-)
-
-
 class QuoteBook:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._put = redis.register_script(_PUT)
-        self._replace = redis.register_script(_REPLACE)
-        self._withdraw = redis.register_script(_WITHDRAW)
-        self._take = redis.register_script(_TAKE)
-        self._withdraw_all = redis.register_script(_WITHDRAW_ALL)
-        self._give_back = redis.register_script(_GIVE_BACK)
+        self._put = redis.register_script(lua.PUT)
+        self._replace = redis.register_script(lua.REPLACE)
+        self._withdraw = redis.register_script(lua.WITHDRAW)
+        self._take = redis.register_script(lua.TAKE)
+        self._withdraw_all = redis.register_script(lua.WITHDRAW_ALL)
+        self._give_back = redis.register_script(lua.GIVE_BACK)
 
     async def put(self, quote: StoredQuote) -> PutResult:
         """Stores a new quote. Refused while the maker is halted, when the maker
@@ -331,7 +148,7 @@ class QuoteBook:
             args=[
                 quote.to_json(),
                 quote.quote_id,
-                _member(quote.rfq_id, quote.quote_id),
+                index_member(quote.rfq_id, quote.quote_id),
                 quote.maker,
                 quote.valid_until_ms,
                 quote.valid_until_ms + TOMBSTONE_TTL_MS,
@@ -361,10 +178,10 @@ class QuoteBook:
             args=[
                 maker,
                 old_quote_id,
-                _member(rfq_id, old_quote_id),
+                index_member(rfq_id, old_quote_id),
                 quote.to_json(),
                 quote.quote_id,
-                _member(rfq_id, quote.quote_id),
+                index_member(rfq_id, quote.quote_id),
                 quote.valid_until_ms,
                 quote.valid_until_ms + TOMBSTONE_TTL_MS,
                 TOMBSTONE_TTL_MS,
@@ -381,7 +198,7 @@ class QuoteBook:
                 maker_key(rfq_id, maker),
                 live_key(maker),
             ],
-            args=[maker, quote_id, _member(rfq_id, quote_id), TOMBSTONE_TTL_MS],
+            args=[maker, quote_id, index_member(rfq_id, quote_id), TOMBSTONE_TTL_MS],
         )
         return _change(outcome, value, quote)
 
@@ -398,7 +215,7 @@ class QuoteBook:
                 maker_key(rfq_id, maker),
                 live_key(maker),
             ],
-            args=[taker, TAKEN_RECORD_TTL_MS, quote_id, _member(rfq_id, quote_id)],
+            args=[taker, TAKEN_RECORD_TTL_MS, quote_id, index_member(rfq_id, quote_id)],
         )
         result = TakeOutcome(_text(outcome))
         return result, StoredQuote.from_json(raw) if result is TakeOutcome.TAKEN else None
@@ -417,7 +234,7 @@ class QuoteBook:
                 live_key(maker),
                 halt_key(maker),
             ],
-            args=[taker, quote_id, _member(rfq_id, quote_id), TOMBSTONE_TTL_MS],
+            args=[taker, quote_id, index_member(rfq_id, quote_id), TOMBSTONE_TTL_MS],
         )
         result = _text(outcome)
         if result == "not_taken":
@@ -436,7 +253,7 @@ class QuoteBook:
         halts it: no quote is stored for it again until `resume`."""
         withdrawn = await self._withdraw_all(
             keys=[live_key(maker), halt_key(maker)],
-            args=[maker, halt or "", TOMBSTONE_TTL_MS, _QUOTE, _FATE, _MAKER],
+            args=[maker, halt or "", TOMBSTONE_TTL_MS, QUOTE_PREFIX, FATE_PREFIX, MAKER_PREFIX],
         )
         return [StoredQuote.from_json(raw) for raw in withdrawn]
 

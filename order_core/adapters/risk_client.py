@@ -1,6 +1,7 @@
 """gRPC client of risk_limits. Every call carries a deadline. A call that fails
 with a transient status is retried by the caller with the *same* reservation id,
 which risk_limits treats idempotently, so a timeout never means "assume failure".
+A refusal keeps its gRPC status and the reply code the registry gives it.
 Every call carries the caller's trace context in its metadata."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import grpc
 from otc import tracing
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
+from otc.errors import ERROR_CODE_METADATA, RISK_REFUSALS, risk_refusal_code
 from otc.money import fmt
 
 
@@ -34,9 +36,13 @@ class FrozenReservation:
 
 @dataclass(frozen=True, slots=True)
 class RiskAnswer:
+    """`status` is the reservation's status, or the gRPC status of a refusal, whose
+    reply code (otc.errors.risk_refusal_code) is `code`."""
+
     ok: bool
     status: str
     message: str = ""
+    code: str = ""
 
 
 class RiskClient:
@@ -118,17 +124,17 @@ class RiskClient:
         ]
 
 
-_BUSINESS_REFUSALS = {
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.INVALID_ARGUMENT,
-}
+_BUSINESS_REFUSALS = frozenset(grpc.StatusCode[name] for name in RISK_REFUSALS)
 
 
 def _refusal(exc: grpc.aio.AioRpcError) -> RiskAnswer:
     """A business "no" becomes an answer; anything else (unavailable, deadline) is
     re-raised so that the consumer retries the whole idempotent step."""
-    if exc.code() in _BUSINESS_REFUSALS:
-        return RiskAnswer(False, exc.code().name, exc.details() or "")
-    raise exc
+    if exc.code() not in _BUSINESS_REFUSALS:
+        raise exc
+    status = exc.code().name
+    error_code = next(
+        (str(value) for key, value in exc.trailing_metadata() or () if key == ERROR_CODE_METADATA),
+        "",
+    )
+    return RiskAnswer(False, status, exc.details() or "", risk_refusal_code(status, error_code))

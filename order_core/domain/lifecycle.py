@@ -15,7 +15,7 @@ from enum import StrEnum
 from transitions import Machine
 from transitions import Transition as MachineTransition
 
-from otc.errors import Conflict
+from otc.errors import IllegalTransition as IllegalTransition
 
 
 class OrderState(StrEnum):
@@ -83,15 +83,6 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(E.SETTLE, (S.CONFIRMED,), S.SETTLED),
     Transition(E.SETTLEMENT_FAIL, (S.CONFIRMED,), S.SETTLEMENT_FAILED),
 )
-
-
-class IllegalTransition(Conflict):
-    code = "wrong_state"
-
-    def __init__(self, state: OrderState, event: OrderEvent) -> None:
-        super().__init__(f"event {event.value} is not allowed in state {state.value}")
-        self.state = state
-        self.event = event
 
 
 def _machine_config() -> list[dict[str, object]]:

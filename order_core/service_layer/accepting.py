@@ -94,7 +94,7 @@ async def _accept(deps: Dependencies, cmd: AcceptQuote) -> str | None:
         deadline=now + deps.reservation_ttl,
     )
     if not answer.ok:
-        return await _risk_rejected(deps, cmd, quote, answer.message)
+        return await _risk_rejected(deps, cmd, quote, answer.code, answer.message)
     if answer.status not in HELD:
         # A redelivered accept whose reservation was released meanwhile (its
         # deadline passed, or the reconciler found no order holding it).
@@ -173,17 +173,16 @@ async def _undo_attempt(
 
 
 async def _risk_rejected(
-    deps: Dependencies, cmd: AcceptQuote, quote: Quote, reason: str
+    deps: Dependencies, cmd: AcceptQuote, quote: Quote, code: str, reason: str
 ) -> str | None:
-    code = "insufficient_credit"
     answered = await transaction(
         deps, lambda tx: _record_risk_refusal(tx, cmd.rfq_id, code, reason), once=cmd
     )
     if answered is DUPLICATE:
         return None
     log.info("accept refused by risk", rfq_id=cmd.rfq_id, reason=reason)
-    # Refused for want of credit: the quote stays the trader's to accept once the
-    # credit is there, and the maker's to replace or withdraw.
+    # Refused by risk (for want of credit, most often): the quote stays the trader's
+    # to accept once the credit is there, and the maker's to replace or withdraw.
     await deps.quotes.give_back(cmd.rfq_id, quote.quote_id, taker=cmd.event_id, maker=quote.maker)
     return code
 

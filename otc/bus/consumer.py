@@ -1,16 +1,15 @@
 """A Kafka consumer loop that never crashes on a bad message and never drops one.
 
 Records of one partition are handled in order, each partition in a lane of its
-own (otc/bus/lanes.py), so one partition waiting never stops the others. A
-message that cannot be decoded or fails validation goes to `<topic>.dlq` with the
-reason in a header. A transient failure (database, broker, gRPC unavailable) is
-retried with backoff until it succeeds; any other exception is retried a few times
-and then dead-lettered. Offsets are committed only up to records whose handler
-(and its transaction) finished, so a crash means redelivery, which the idempotent
-handlers absorb.
+own (otc/bus/lanes.py), so one partition waiting never stops the others. Each
+record is handled by otc/bus/handling.py: a message that cannot be decoded or
+fails validation goes to `<topic>.dlq` with the reason in a header, a transient
+failure (database, broker, gRPC unavailable) is retried with backoff until it
+succeeds, any other exception a few times and then dead-lettered. Offsets are
+committed only up to records whose handler (and its transaction) finished, so a
+crash means redelivery, which the idempotent handlers absorb.
 
-Each message is handled in a trace span parented on the context it carries, and
-the consumer reports its lag per partition (the partition's high watermark minus
+The consumer reports its lag per partition (the partition's high watermark minus
 the next offset it has to handle).
 """
 
@@ -19,21 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from otc import tracing
-from otc.bus.envelope import InvalidMessage, Message, decode
+from otc.bus.handling import Handler as Handler
+from otc.bus.handling import RecordHandler
 from otc.bus.lanes import Lane
 from otc.bus.producer import Publisher
-from otc.bus.topics import dlq
-from otc.errors import DomainError, is_transient
-from otc.logging import correlation, get_logger
-from otc.metrics import CONSUMER_LAG, DLQ_MESSAGES, HANDLER_SECONDS, MESSAGES_CONSUMED
-
-Handler = Callable[[str, Message], Awaitable[None]]
+from otc.logging import get_logger
+from otc.metrics import CONSUMER_LAG, DLQ_MESSAGES
 
 STOP_TIMEOUT_S = 5.0
 FINISH_TIMEOUT_S = 10.0  # how long a stopping consumer lets a record in hand finish
@@ -61,11 +55,11 @@ class Consumer:
         messages, with no group join); `from_end` then starts at the latest offsets."""
         self.service = service
         self._topics = topics
-        self._handler = handler
-        self._publisher = publisher
+        self._handle_record = RecordHandler(
+            service=service, handler=handler, publisher=publisher, max_attempts=max_attempts
+        )
         self._group_id = group_id
         self._from_end = from_end
-        self._max_attempts = max_attempts
         self._stopping = asyncio.Event()
         self._lanes: dict[TopicPartition, Lane] = {}
         self._committed: dict[TopicPartition, int] = {}
@@ -224,73 +218,6 @@ class Consumer:
             self._first_fetched.pop(tp, None)
             with contextlib.suppress(KeyError):  # its new owner reports it now
                 CONSUMER_LAG.remove(self.service, self._group_id or "", tp.topic, str(tp.partition))
-
-    async def _handle_record(self, record: ConsumerRecord) -> None:
-        topic = record.topic
-        started = time.perf_counter()
-        try:
-            message = decode(record.value)
-        except InvalidMessage as exc:
-            await self._dead_letter(record, str(exc))
-            return
-        with (
-            correlation(message.correlation_id, event_id=message.event_id, topic=topic),
-            tracing.handling(
-                self.service,
-                topic,
-                event_id=message.event_id,
-                message_type=message.type,
-                correlation_id=message.correlation_id,
-                record_headers=record.headers,
-                envelope_context=message.trace_context,
-            ),
-        ):
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    await self._handler(topic, message)
-                except (InvalidMessage, DomainError) as exc:
-                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
-                    return
-                except Exception as exc:
-                    transient = is_transient(exc)
-                    if not transient and attempt >= self._max_attempts:
-                        log.exception("handler failed; dead-lettering", attempts=attempt)
-                        await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
-                        return
-                    log.warning(
-                        "handler failed; retrying",
-                        error=f"{type(exc).__name__}: {exc}",
-                        attempt=attempt,
-                        transient=transient,
-                    )
-                    delay = getattr(exc, "retry_after", None) or min(0.05 * 2**attempt, 2.0)
-                    await asyncio.sleep(delay)
-                    continue
-                MESSAGES_CONSUMED.labels(self.service, topic, "ok").inc()
-                HANDLER_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
-                return
-
-    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        log.warning(
-            "message dead-lettered", topic=record.topic, offset=record.offset, reason=reason
-        )
-        headers = [
-            *list(record.headers or ()),
-            ("dlq.reason", reason.encode()[:1000]),
-            ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ("dlq.service", self.service.encode()),
-        ]
-        while True:
-            try:
-                await self._publisher.send_raw(dlq(record.topic), record.key, record.value, headers)
-                break
-            except Exception as exc:  # the DLQ must not lose the message either
-                log.warning("dead-letter publish failed; retrying", error=str(exc))
-                await asyncio.sleep(0.5)
-        DLQ_MESSAGES.labels(self.service, record.topic).inc()
-        MESSAGES_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

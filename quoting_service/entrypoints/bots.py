@@ -1,6 +1,8 @@
 """Market makers' bots connected to this gateway: what each one is sent, and what
 its messages do.
 
+The messages and views themselves are in bot_protocol.py.
+
 Every gateway replica reads every partition of `rfq.requests`, `lastlook.requests`
 and `rfq.quotes` itself (no consumer group), so whichever replica a bot is
 connected to delivers its RFQs and last looks. A bot is sent only what is its
@@ -17,28 +19,18 @@ import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictStr,
-    ValidationError,
-)
+from pydantic import ValidationError
 
 from otc.bus.envelope import InvalidMessage, Message
 from otc.clock import Clock, to_millis
 from otc.contracts import events_pb2
 from otc.errors import DomainError, OtcError
 from otc.logging import get_logger
-from otc.money import InvalidDecimal, parse_decimal
 from otc.quote_book import StoredQuote
-from otc.text import MAX_REASON_LENGTH, refuse_control
 from quoting_service.adapters.contracts import LastLook, last_look, rfq_view
+from quoting_service.entrypoints import bot_protocol as wire
 from quoting_service.metrics import BOTS_CONNECTED
 from quoting_service.service_layer.desk import Cause, MakerDesk, Refused
 from quoting_service.strategy import Quote, RfqView
@@ -47,39 +39,6 @@ log = get_logger(__name__)
 
 QUEUE_LIMIT = 1000
 RFQS_KEPT = 100_000
-
-
-class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class QuoteData(_Data):
-    rfq_id: StrictStr
-    bid_px: StrictStr | None = None
-    offer_px: StrictStr | None = None
-    valid_for_ms: int | None = Field(None, gt=0)
-
-
-class ReplaceData(QuoteData):
-    quote_id: StrictStr  # the quote being replaced
-
-
-# A maker's reason reaches the trader and the audit trail: plain text only.
-Reason = Annotated[StrictStr, Field(max_length=MAX_REASON_LENGTH), AfterValidator(refuse_control)]
-
-
-class WithdrawData(_Data):
-    rfq_id: StrictStr
-    quote_id: StrictStr
-    reason: Reason = "withdrawn by the market maker"
-
-
-class LastLookData(_Data):
-    reservation_id: StrictStr
-    quote_id: StrictStr
-    confirm: StrictBool
-    price: StrictStr | None = None  # required to confirm: the accepted price, repeated
-    reason: Reason = ""
 
 
 class OpenRfqs:
@@ -145,7 +104,7 @@ class BotSession:
             if pending.deadline is not None and pending.deadline <= now:
                 del self._last_looks[reservation_id]  # never answered, and now too late
         self._last_looks[look.reservation_id] = look
-        self.push({"type": "last_look", "data": last_look_view(look)})
+        self.push({"type": "last_look", "data": wire.last_look_view(look)})
 
     async def handle(self, text: str) -> dict[str, Any] | None:
         """The answer to one message from the bot (None for a heartbeat). A bad
@@ -153,50 +112,50 @@ class BotSession:
         try:
             request = json.loads(text)
         except ValueError:
-            return _error(None, "invalid_json", "message is not JSON")
+            return wire.error(None, "invalid_json", "message is not JSON")
         if not isinstance(request, dict):
-            return _error(None, "invalid_request", "message must be a JSON object")
+            return wire.error(None, "invalid_request", "message must be a JSON object")
         request_id, kind = request.get("request_id"), request.get("type")
         if kind == "heartbeat":
             return None
         try:
             data = await self._dispatch(kind, request.get("data", {}))
         except ValidationError as exc:
-            return _error(request_id, "invalid_request", _validation_message(exc))
+            return wire.error(request_id, "invalid_request", wire.validation_message(exc))
         except OtcError as exc:
-            return _error(request_id, exc.code, exc.message)
+            return wire.error(request_id, exc.code, exc.message)
         return {"type": "response", "request_id": request_id, "data": data}
 
     async def _dispatch(self, kind: object, data: object) -> dict[str, Any]:
         if kind == "quote":
-            return await self._quote(QuoteData.model_validate(data))
+            return await self._quote(wire.QuoteData.model_validate(data))
         if kind == "replace":
-            return await self._replace(ReplaceData.model_validate(data))
+            return await self._replace(wire.ReplaceData.model_validate(data))
         if kind == "withdraw":
-            return await self._withdraw(WithdrawData.model_validate(data))
+            return await self._withdraw(wire.WithdrawData.model_validate(data))
         if kind == "last_look":
-            return await self._last_look(LastLookData.model_validate(data))
+            return await self._last_look(wire.LastLookData.model_validate(data))
         raise DomainError(f"unknown message type {kind!r}", code="unknown_type")
 
-    async def _quote(self, data: QuoteData) -> dict[str, Any]:
+    async def _quote(self, data: wire.QuoteData) -> dict[str, Any]:
         rfq = self._rfqs.get(data.rfq_id, self.maker)
         stored = await self.desk.quote(rfq, self._priced(data), Cause(rfq.rfq_id))
         self._remember(stored)
-        return quote_view(stored)
+        return wire.quote_view(stored)
 
-    async def _replace(self, data: ReplaceData) -> dict[str, Any]:
+    async def _replace(self, data: wire.ReplaceData) -> dict[str, Any]:
         rfq = self._rfqs.get(data.rfq_id, self.maker)
         stored = await self.desk.replace(rfq, data.quote_id, self._priced(data), Cause(rfq.rfq_id))
         self._live.pop((rfq.rfq_id, data.quote_id), None)
         self._remember(stored)
-        return quote_view(stored) | {"replaces_quote_id": data.quote_id}
+        return wire.quote_view(stored) | {"replaces_quote_id": data.quote_id}
 
-    async def _withdraw(self, data: WithdrawData) -> dict[str, Any]:
+    async def _withdraw(self, data: wire.WithdrawData) -> dict[str, Any]:
         await self.desk.withdraw(data.rfq_id, data.quote_id, data.reason, Cause(data.rfq_id))
         self._live.pop((data.rfq_id, data.quote_id), None)
         return {"rfq_id": data.rfq_id, "quote_id": data.quote_id, "withdrawn": True}
 
-    async def _last_look(self, data: LastLookData) -> dict[str, Any]:
+    async def _last_look(self, data: wire.LastLookData) -> dict[str, Any]:
         look = self._last_looks.get(data.reservation_id)
         if look is None:
             raise Refused(
@@ -206,7 +165,7 @@ class BotSession:
         if data.confirm:
             if data.price is None:
                 raise DomainError("a confirmation must repeat the price", code="invalid_request")
-            price = _decimal(data.price, "price")
+            price = wire.decimal_field(data.price, "price")
         try:
             await self.desk.answer_last_look(
                 look,
@@ -229,13 +188,14 @@ class BotSession:
                 del self._live[key]  # expired: nothing to cancel any more
         self._live[(quote.rfq_id, quote.quote_id)] = quote.valid_until_ms
 
-    def _priced(self, data: QuoteData) -> Quote:
+    def _priced(self, data: wire.QuoteData) -> Quote:
         valid_for = self._default_valid_for
         if data.valid_for_ms is not None:
             valid_for = timedelta(milliseconds=data.valid_for_ms)
+        bid, offer = data.bid_px, data.offer_px
         return Quote(
-            bid_px=None if data.bid_px is None else _decimal(data.bid_px, "bid_px"),
-            offer_px=None if data.offer_px is None else _decimal(data.offer_px, "offer_px"),
+            bid_px=None if bid is None else wire.decimal_field(bid, "bid_px"),
+            offer_px=None if offer is None else wire.decimal_field(offer, "offer_px"),
             valid_for=valid_for,
         )
 
@@ -304,7 +264,7 @@ class Bots:
                 await self._last_look(payload, message)
             elif isinstance(payload, events_pb2.QuoteWithdrawn):
                 for session in self._sessions(payload.maker):
-                    session.push({"type": "quote_withdrawn", "data": withdrawal_view(payload)})
+                    session.push({"type": "quote_withdrawn", "data": wire.withdrawal_view(payload)})
         except InvalidMessage as exc:
             # not dead-lettered: every replica reads every record, and each would
             # file its own copy; the makers' own quoters dead-letter it once
@@ -318,7 +278,7 @@ class Bots:
         self.rfqs.add(rfq, makers)
         for maker in makers:
             for session in self._sessions(maker):
-                session.push({"type": "rfq", "data": rfq_for_bot(rfq)})
+                session.push({"type": "rfq", "data": wire.rfq_for_bot(rfq)})
 
     async def _last_look(self, payload: events_pb2.LastLookRequested, message: Message) -> None:
         sessions = self._sessions(payload.maker)
@@ -333,64 +293,3 @@ class Bots:
 
     def _sessions(self, maker: str) -> tuple[BotSession, ...]:
         return tuple(self._by_maker.get(maker, ()))
-
-
-def rfq_for_bot(rfq: RfqView) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "rfq_id": rfq.rfq_id,
-        "instrument": rfq.instrument.symbol,
-        "side": rfq.side.value,
-        "quantity": str(rfq.quantity),
-        "expires_at": rfq.expires_at.isoformat(),
-    }
-    if rfq.requester is not None:  # a disclosed RFQ; an anonymous one has none
-        view["requester"] = rfq.requester
-    return view
-
-
-def quote_view(quote: StoredQuote) -> dict[str, Any]:
-    return {
-        "rfq_id": quote.rfq_id,
-        "quote_id": quote.quote_id,
-        "bid_px": quote.bid_px or None,
-        "offer_px": quote.offer_px or None,
-        "quantity": quote.quantity,
-        "valid_until_ms": quote.valid_until_ms,
-    }
-
-
-def last_look_view(look: LastLook) -> dict[str, Any]:
-    trade = look.trade
-    return {
-        "rfq_id": trade.rfq_id,
-        "quote_id": trade.quote_id,
-        "reservation_id": look.reservation_id,
-        "instrument": trade.instrument.symbol,
-        "maker_side": trade.maker_side.value,
-        "quantity": str(trade.quantity),
-        "price": str(trade.price),
-        "deadline": look.deadline.isoformat() if look.deadline else None,
-    }
-
-
-def withdrawal_view(event: events_pb2.QuoteWithdrawn) -> dict[str, Any]:
-    return {"rfq_id": event.rfq_id, "quote_id": event.quote_id, "reason": event.reason}
-
-
-def _decimal(text: str, field: str) -> Decimal:
-    try:
-        return parse_decimal(text, field=field, positive=True)
-    except InvalidDecimal as exc:
-        raise DomainError(str(exc), code="invalid_request") from None
-
-
-def _error(request_id: object, code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "request_id": request_id, "error": {"code": code, "message": message}}
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from otc.api import error_body
 from otc.auth import Principal
 from otc.calendar import CALENDARS
+from otc.errors import http_status
 from otc.settings import get_settings
 from otc.sides import Side
 from rfq_service.domain.rfq import MAX_WINDOW_MS, MIN_WINDOW_MS, RfqSpec, validate_rfq
@@ -104,5 +105,4 @@ def outcome_answer(outcome: CommandOutcome) -> tuple[int, dict[str, Any]]:
         }
     if outcome.accepted:
         return 200, body | {"status": outcome.state}
-    status = 404 if outcome.code == "not_found" else 409
-    return status, error_body(outcome.code or "refused", outcome.reason)
+    return http_status(outcome.code), error_body(outcome.code or "refused", outcome.reason)

@@ -10,11 +10,9 @@ expired, or lived on another replica), it says why and pushes a `snapshot` of th
 caller's RFQs that are still in play or changed since `?since=` (ISO 8601), so
 nothing is missed either way.
 
-Requests are `{"type", "request_id", "data"}` with type `create_rfq`, `accept`,
-`cancel`, `subscribe_prices`, `unsubscribe_prices` or `ping`; the answer
-(`response` or `error`) echoes `request_id`. Requests run concurrently, so a
-slow accept does not hold up a cancel. Price messages are not numbered: they are
-a stream of the latest value, not history.
+Requests (ws_requests.py says what each does) run concurrently, so a slow accept
+does not hold up a cancel. Price messages are not numbered: they are a stream of
+the latest value, not history.
 """
 
 from __future__ import annotations
@@ -22,29 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
 
-from otc.api import validation_message
 from otc.auth import Principal, Role, Unauthorized
 from otc.errors import Forbidden, OtcError, ValidationFailed
-from otc.instruments import INSTRUMENTS
 from otc.logging import get_logger
-from otc.rate_limit import TokenBuckets
-from rfq_service.entrypoints.hub import QUEUE_LIMIT, Connection, Hub, Session
-from rfq_service.entrypoints.rate_limit import RateLimited, enforce
-from rfq_service.entrypoints.schemas import (
-    AcceptBody,
-    CreateRfqBody,
-    outcome_answer,
-)
-from rfq_service.service_layer.edge import Edge
-from rfq_service.service_layer.prices import PriceBoard, PriceSubscription
+from rfq_service.entrypoints.hub import Connection, Hub, Session
+from rfq_service.entrypoints.ws_requests import Client, error_of, handle, refusal
+from rfq_service.entrypoints.ws_requests import SocketDeps as SocketDeps
+from rfq_service.service_layer.prices import PriceSubscription
 
 log = get_logger(__name__)
 
@@ -53,25 +40,6 @@ MAX_IN_FLIGHT = 16
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 1008
-
-
-@dataclass(frozen=True, slots=True)
-class _Client:
-    caller: Principal
-    session: Session
-    prices: PriceSubscription
-
-
-@dataclass(frozen=True, slots=True)
-class SocketDeps:
-    edge: Edge
-    hub: Hub
-    verify: Callable[[str], Principal]
-    makers: tuple[str, ...]
-    buckets: TokenBuckets
-    prices: PriceBoard
-    price_max_hz: float
-    queue_limit: int = QUEUE_LIMIT
 
 
 def _token(websocket: WebSocket) -> str | None:
@@ -95,7 +63,7 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
             )
         resume = _resume_request(websocket)
     except OtcError as exc:
-        await websocket.send_json({"type": "error", "error": _error(exc)})
+        await websocket.send_json({"type": "error", "error": error_of(exc)})
         code = {Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN}.get(type(exc), 1008)
         await websocket.close(code=code, reason=exc.message[:120])
         return
@@ -120,7 +88,7 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
         if resume is not None and resync_reason is not None:
             rfqs = await deps.edge.snapshot(caller, since=resume[2])
             session.push({"type": "snapshot", "data": {"rfqs": rfqs}})
-        client = _Client(caller, session, prices)
+        client = Client(caller, session, prices)
         too_slow = await _pump(websocket, client, connection, deps)
     except (WebSocketDisconnect, RuntimeError):
         too_slow = False
@@ -173,7 +141,7 @@ def _attach(
 
 
 async def _pump(
-    websocket: WebSocket, client: _Client, connection: Connection, deps: SocketDeps
+    websocket: WebSocket, client: Client, connection: Connection, deps: SocketDeps
 ) -> bool:
     """Runs the reader and the writer until either ends, or the client falls so far
     behind that its send queue overflows (answers True then)."""
@@ -204,7 +172,7 @@ async def _write(websocket: WebSocket, connection: Connection) -> None:
         await websocket.send_text(json.dumps(message))
 
 
-async def _read(websocket: WebSocket, client: _Client, deps: SocketDeps) -> None:
+async def _read(websocket: WebSocket, client: Client, deps: SocketDeps) -> None:
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
     running: set[asyncio.Task[None]] = set()
     try:
@@ -214,99 +182,13 @@ async def _read(websocket: WebSocket, client: _Client, deps: SocketDeps) -> None
                 return
             text = raw.get("text")
             if text is None:
-                client.session.push(_refusal(None, "invalid_message", "send JSON text frames"))
+                client.session.push(refusal(None, "invalid_message", "send JSON text frames"))
                 continue
             await in_flight.acquire()
-            task = asyncio.create_task(_handle(text, client, deps))
+            task = asyncio.create_task(handle(text, client, deps))
             running.add(task)
             task.add_done_callback(running.discard)
             task.add_done_callback(lambda _: in_flight.release())
     finally:
         for task in running:
             task.cancel()
-
-
-async def _handle(text: str, client: _Client, deps: SocketDeps) -> None:
-    session = client.session
-    try:
-        request = json.loads(text)
-    except ValueError:
-        session.push(_refusal(None, "invalid_message", "not valid JSON"))
-        return
-    if not isinstance(request, dict):
-        session.push(_refusal(None, "invalid_message", "a request is a JSON object"))
-        return
-    request_id = request.get("request_id")
-    try:
-        enforce(deps.buckets, client.caller)
-        status, data = await _answer(request, client, deps)
-        session.push({"type": "response", "request_id": request_id, "status": status, "data": data})
-    except ValidationError as exc:
-        session.push(_refusal(request_id, "invalid_request", validation_message(exc)))
-    except RateLimited as exc:
-        refusal = {"type": "error", "request_id": request_id, "error": _error(exc)}
-        session.push(refusal | {"retry_after": round(exc.retry_after, 3)})
-    except OtcError as exc:
-        session.push({"type": "error", "request_id": request_id, "error": _error(exc)})
-    except Exception as exc:
-        log.exception("websocket request failed", error=str(exc), party=client.caller.party)
-        session.push(_refusal(request_id, "internal", "internal error"))
-
-
-async def _answer(request: dict[str, Any], client: _Client, deps: SocketDeps) -> tuple[int, Any]:
-    caller = client.caller
-    kind = request.get("type")
-    data = request.get("data", {})
-    if not isinstance(data, dict):
-        raise ValidationFailed("data must be a JSON object")
-    if kind == "ping":
-        return 200, {"pong": True}
-    if kind in ("subscribe_prices", "unsubscribe_prices"):
-        instruments = _instruments(data)
-        if kind == "subscribe_prices":
-            client.prices.subscribe(instruments)
-        else:
-            client.prices.unsubscribe(instruments)
-        return 200, {"instruments": sorted(client.prices.instruments)}
-    if kind == "create_rfq":
-        spec = CreateRfqBody.model_validate(data).spec(caller, deps.makers, deps.edge.now())
-        rfq, created = await deps.edge.create_rfq(caller, spec)
-        return (201 if created else 200), rfq
-    if kind in ("accept", "cancel"):
-        rfq_id = data.get("rfq_id")
-        if not isinstance(rfq_id, str) or not rfq_id:
-            raise ValidationFailed("data.rfq_id is required")
-        if kind == "accept":
-            body = AcceptBody.model_validate({k: v for k, v in data.items() if k != "rfq_id"})
-            outcome = await deps.edge.accept(caller, rfq_id, body.quote_id, body.side)
-        else:
-            if set(data) != {"rfq_id"}:
-                raise ValidationFailed("cancel takes only rfq_id")
-            outcome = await deps.edge.cancel(caller, rfq_id)
-        return outcome_answer(outcome)
-    raise ValidationFailed(f"unknown request type {kind!r}", code="unknown_type")
-
-
-def _instruments(data: dict[str, Any]) -> list[str]:
-    instruments = data.get("instruments")
-    if (
-        not isinstance(instruments, list)
-        or not instruments
-        or not all(isinstance(i, str) for i in instruments)
-    ):
-        raise ValidationFailed("data.instruments must be a non-empty list of instrument symbols")
-    unknown = sorted(set(instruments) - INSTRUMENTS.keys())
-    if unknown:
-        raise ValidationFailed(
-            f"unknown instruments: {', '.join(unknown)}; known: {', '.join(sorted(INSTRUMENTS))}",
-            code="unknown_instrument",
-        )
-    return instruments
-
-
-def _error(exc: OtcError) -> dict[str, str]:
-    return {"code": exc.code, "message": exc.message}
-
-
-def _refusal(request_id: Any, code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "request_id": request_id, "error": {"code": code, "message": message}}

@@ -4,7 +4,8 @@
     ├── CreditRefused             no bilateral line, or not enough available credit
     ├── ReservationIdReused       one id, two different requests
     ├── ReleasedBeforeFrozen      a Freeze arriving after its own Release
-    ├── IllegalTransition         e.g. Commit of a RELEASED reservation
+    ├── IllegalTransition         e.g. Commit of a RELEASED reservation (the kernel's,
+    │                             shared with the order lifecycle)
     ├── ReservationExpired        a Commit after the reservation's deadline
     ├── CurrencyChangeRefused     a line's currency changed while it carries credit
     ├── MissingReferenceRate      a conversion needs a rate no admin has set
@@ -15,13 +16,15 @@
     └── UnknownParty              a Freeze naming a party without a gross line
     ValidationFailed              malformed request (amounts, currencies, ids)
 
-The gRPC edge maps ReservationIdReused to ALREADY_EXISTS and every other Conflict
-to FAILED_PRECONDITION: the request was well formed, the state said no.
+ReservationIdReused answers ALREADY_EXISTS and every other Conflict
+FAILED_PRECONDITION (the request was well formed, the state said no), following
+the registry in otc.errors.
 """
 
 from __future__ import annotations
 
 from otc.errors import Conflict, NotFound
+from otc.errors import IllegalTransition as IllegalTransition
 
 
 class CreditRefused(Conflict):
@@ -30,14 +33,11 @@ class CreditRefused(Conflict):
 
 class ReservationIdReused(Conflict):
     code = "reservation_id_reused"
+    grpc_code = "ALREADY_EXISTS"
 
 
 class ReleasedBeforeFrozen(Conflict):
     code = "released_before_frozen"
-
-
-class IllegalTransition(Conflict):
-    code = "illegal_transition"
 
 
 class ReservationExpired(Conflict):

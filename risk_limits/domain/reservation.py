@@ -112,7 +112,7 @@ class Reservation:
 def decide(reservation_id: str, status: Status, action: Action) -> Decision:
     decision = TRANSITIONS.get((status, action))
     if decision is None:
-        raise IllegalTransition(f"reservation {reservation_id} is {status}; cannot {action}")
+        raise IllegalTransition(status, action, subject=f"reservation {reservation_id}")
     return decision
 
 

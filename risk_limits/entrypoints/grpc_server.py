@@ -1,6 +1,6 @@
 """The gRPC edge of `risk_limits.v1.RiskLimits`: each method builds a command, hands
 it to its handler and turns the answer into a reply. Errors become status codes
-here and only here, following the taxonomy of otc.errors.
+here and only here, following the registry of otc.errors.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import grpc
 
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
-from otc.errors import Conflict, Forbidden, NotFound, OtcError, ValidationFailed, is_transient
+from otc.errors import ERROR_CODE_METADATA, OtcError, grpc_code, is_transient
 from otc.logging import get_logger
 from otc.money import fmt
 from risk_limits.domain import commands
 from risk_limits.domain.credit import CreditLine
-from risk_limits.domain.errors import ReservationIdReused
 from risk_limits.domain.reservation import Reservation
 from risk_limits.service_layer import (
     credit_lines,
@@ -39,17 +38,7 @@ SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["RiskLimits"].full_name
 
 
 def status_code(exc: OtcError) -> grpc.StatusCode:
-    if isinstance(exc, ReservationIdReused):
-        return grpc.StatusCode.ALREADY_EXISTS
-    if isinstance(exc, Conflict):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    if isinstance(exc, NotFound):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, Forbidden):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(exc, ValidationFailed) or exc.status < 500:
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return grpc.StatusCode.UNAVAILABLE if is_transient(exc) else grpc.StatusCode.INTERNAL
+    return grpc.StatusCode[grpc_code(exc)]
 
 
 class RiskLimitsServicer(pb_grpc.RiskLimitsServicer):
@@ -187,7 +176,7 @@ async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
     try:
         return await work
     except OtcError as exc:
-        await _abort(context, status_code(exc), exc.message)
+        await _abort(context, status_code(exc), exc.message, exc.code)
     except Exception as exc:
         if is_transient(exc):
             log.warning("transient failure", error=repr(exc))
@@ -197,9 +186,15 @@ async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
 
 
 async def _abort(
-    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    error_code: str | None = None,
 ) -> NoReturn:
-    await context.abort(code, message)
+    """Aborts the call; the domain error's code rides along in the trailing
+    metadata, so a client can tell refusals that share a status apart."""
+    metadata = ((ERROR_CODE_METADATA, error_code),) if error_code else ()
+    await context.abort(code, message, metadata)
     raise AssertionError("ServicerContext.abort returned instead of raising")
 
 

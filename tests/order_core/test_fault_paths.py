@@ -214,6 +214,24 @@ async def test_a_credit_refusal_gives_the_quote_back_for_a_retry(
     assert await order_state(core, rfq_id) == "PENDING_CONFIRMATION"
 
 
+async def test_a_risk_refusal_other_than_credit_is_not_called_insufficient_credit(
+    core: Dependencies,
+) -> None:
+    stranger = f"MM-OC-{uuid.uuid4().hex[:8]}"  # no credit line at all: risk answers NOT_FOUND
+    rfq_id = await open_rfq(core, stranger)
+    quote_id = await submit(core, rfq_id, stranger)
+    refused = accept(rfq_id, quote_id)
+    await deliver(core, refused)
+    [result] = [
+        p
+        for p in await published(core, rfq_id)
+        if isinstance(p, ev.CommandResult) and p.command_id == refused.event_id
+    ]
+    assert (result.accepted, result.reason_code) == (False, "no_credit_line")
+    assert stranger in result.reason
+    assert await core.quotes.taker(rfq_id, quote_id) is None
+
+
 async def credit(platform: Platform, maker: str, limit: str) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.risk_port}") as channel:
         stub = pb_grpc.RiskLimitsStub(channel)
