@@ -17,18 +17,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.bus.envelope import Message
+from otc.bus.requests import Replies
 from otc.clock import Clock
 from otc.contracts import events_pb2 as ev
 from rfq_service.entrypoints.hub import Hub
 from rfq_service.service_layer import read_model
-from rfq_service.service_layer.replies import ReplyRegistry
 from rfq_service.service_layer.unit_of_work import RfqUnitOfWork
 from rfq_service.service_layer.views import quote_view
 
 
 class OrderFeed:
     def __init__(
-        self, engine: AsyncEngine, hub: Hub | None, replies: ReplyRegistry | None, clock: Clock
+        self, engine: AsyncEngine, hub: Hub | None, replies: Replies | None, clock: Clock
     ) -> None:
         """Without a hub and replies it only keeps the read model (the catch-up)."""
         self._engine = engine

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.auth import Principal, Role
 from otc.bus import topics
+from otc.bus.requests import Replies
 from otc.clock import Clock
 from otc.contracts import events_pb2 as ev
 from otc.errors import Conflict, Forbidden, NotFound
@@ -18,7 +19,6 @@ from otc.ids import new_id
 from otc.money import fmt
 from otc.sides import Side, to_proto
 from rfq_service.domain.rfq import RfqSpec
-from rfq_service.service_layer.replies import ReplyRegistry
 from rfq_service.service_layer.unit_of_work import RfqUnitOfWork
 from rfq_service.service_layer.views import rfq_view
 
@@ -54,7 +54,7 @@ class Edge:
         self,
         *,
         engine: AsyncEngine,
-        replies: ReplyRegistry,
+        replies: Replies,
         clock: Clock,
         reply_timeout_s: float,
     ) -> None:
@@ -162,12 +162,8 @@ class Edge:
             if row is None or row["requester"] != principal.party:
                 raise NotFound(f"no RFQ {rfq_id}")
             command_id = uow.emit(topics.ORDER_COMMANDS, rfq_id, command, correlation_id=rfq_id)
-            future = self._replies.expect(command_id)
-            try:
+            with self._replies.expecting(command_id) as future:
                 await uow.commit()
-            except BaseException:
-                self._replies.forget(command_id)
-                raise
         result = await self._replies.wait(command_id, future, self._reply_timeout)
         if result is None:
             return CommandOutcome(None, rfq_id, command_id)
