@@ -8,6 +8,7 @@ from otc.auth import TokenVerifier
 from otc.bus import topics
 from otc.bus.consumer import Consumer
 from otc.bus.producer import Publisher
+from otc.bus.requests import Replies
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
 from otc.http_server import http_server
@@ -24,7 +25,6 @@ from rfq_service.entrypoints.price_ticks import price_ticks
 from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard
-from rfq_service.service_layer.replies import ReplyRegistry
 
 log = get_logger(__name__)
 
@@ -43,7 +43,7 @@ class RfqService:
         self._engine = make_engine(s.require("database_url"), pool_size=20)
         self._publisher = Publisher(s.require("kafka_bootstrap"), self.name, self._clock)
         await self._publisher.start()
-        replies, hub = ReplyRegistry(), Hub()
+        replies, hub = Replies(), Hub()
         edge = Edge(
             engine=self._engine,
             replies=replies,

@@ -17,7 +17,7 @@ from otc.clock import SystemClock
 from otc.instruments import INSTRUMENTS
 from risk_limits.domain.credit import LineKey
 from risk_limits.domain.currency import REFERENCE
-from risk_limits.service_layer.unit_of_work import UnitOfWork
+from risk_limits.service_layer.unit_of_work import PRODUCER, CreditUnitOfWork
 
 DEMO_CURRENCY = "USD"
 DEMO_LIMIT = Decimal("250000000")
@@ -39,7 +39,7 @@ async def seed_demo_credit(engine: AsyncEngine, parties: tuple[str, ...]) -> Non
     lines = [(LineKey(p), DEMO_LIMIT) for p in parties] + [
         (LineKey(p, c), DEMO_BILATERAL_LIMIT) for p, c in permutations(parties, 2)
     ]
-    async with UnitOfWork(engine) as uow:
+    async with CreditUnitOfWork(engine, producer=PRODUCER, clock=SystemClock()) as uow:
         for currency, rate in demo_rates().items():
             await uow.rates.upsert(currency, rate, now)
         for key, limit in lines:

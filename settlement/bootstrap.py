@@ -20,13 +20,13 @@ from otc.logging import get_logger
 from otc.outbox import OutboxRelay
 from otc.service import Service
 from otc.settings import Settings
-from otc.unit_of_work import UnitOfWork
 from settlement.adapters.tables import OUTBOX_TABLES
 from settlement.domain.commands import BookTrade
 from settlement.domain.instructions import RetryPolicy
 from settlement.entrypoints.consumer import trade_confirmed_handler
 from settlement.service_layer.handlers import Outcome, book_trade
 from settlement.service_layer.settling import Rules, settle_due
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 SERVICE = "settlement"
 RETRY_SWEEP_INTERVAL_S = 0.2
@@ -88,9 +88,9 @@ class SettlementService:
             database_url=self._database_url,
         )
 
-    def _uow(self) -> UnitOfWork:
+    def _uow(self) -> SettlementUnitOfWork:
         assert self._engine is not None
-        return UnitOfWork(self._engine, OUTBOX_TABLES, producer=SERVICE, clock=self._clock)
+        return SettlementUnitOfWork(self._engine, clock=self._clock)
 
     def ready(self) -> bool:
         return self._consumer is not None and self._consumer.ready

@@ -8,10 +8,8 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.clock import SystemClock
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.repository import LedgerRepository
-from settlement.adapters.tables import OUTBOX_TABLES
 from settlement.domain.ledger import Account
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 DEMO_BALANCES: dict[str, Decimal] = {
     "BTC": Decimal("1000"),
@@ -32,6 +30,6 @@ async def seed_demo_balances(engine: AsyncEngine, parties: tuple[str, ...]) -> N
         for asset, amount in DEMO_BALANCES.items()
     }
     clock = SystemClock()
-    async with UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=clock) as uow:
-        await LedgerRepository(uow.conn).open_accounts(amounts, booked_at=clock.now())
+    async with SettlementUnitOfWork(engine, clock=clock) as uow:
+        await uow.ledger.open_accounts(amounts, booked_at=clock.now())
         await uow.commit()

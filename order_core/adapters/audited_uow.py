@@ -4,23 +4,24 @@ of committed state changes.
 Every state change, every recorded quote and every recorded withdrawal leaves
 order_core as an outbox message, so appending those messages to the audit trail at
 commit time audits exactly what was published, in the same transaction, without
-each handler having to remember it. The records are read back from the buffered
-envelopes, so the trail has the very event id and timestamp that consumers see.
+each handler having to remember it. The records are built from the outgoing
+messages, so the trail has the very event id and timestamp that consumers see.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from google.protobuf.json_format import MessageToDict
 
 from order_core.adapters.audit import AuditLog
 from order_core.domain.audit import AuditRecord
 from order_core.metrics import count_committed
-from otc.bus.envelope import Message, decode
 from otc.contracts import events_pb2 as ev
-from otc.unit_of_work import UnitOfWork
+from otc.unit_of_work import Outgoing, UnitOfWork
 
 
-def audit_record(msg: Message) -> AuditRecord | None:
+def audit_record(msg: Outgoing) -> AuditRecord | None:
     """The audit record of an outgoing message, or None if it is not audited."""
     payload = msg.payload
     if isinstance(payload, ev.OrderStateChanged):
@@ -49,14 +50,10 @@ def audit_record(msg: Message) -> AuditRecord | None:
 
 
 class AuditedUnitOfWork(UnitOfWork):
-    async def commit(self) -> None:
-        sent = []
-        for pending in self._pending:
-            raw = pending["payload"]
-            assert isinstance(raw, bytes)
-            sent.append(decode(raw))
-        records = [r for r in map(audit_record, sent) if r is not None]
+    async def before_commit(self, outgoing: Sequence[Outgoing]) -> None:
+        records = [r for r in map(audit_record, outgoing) if r is not None]
         # As late as possible: the head stays locked from here until the commit.
         await AuditLog(self.conn).append(records)
-        await super().commit()
-        count_committed(m.payload for m in sent)
+
+    def after_commit(self, outgoing: Sequence[Outgoing]) -> None:
+        count_committed(m.payload for m in outgoing)

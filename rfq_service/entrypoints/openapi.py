@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from otc.auth import Principal, Unauthorized
+from otc.bus.requests import Replies
 from otc.clock import SystemClock
 from otc.db import make_engine
 from otc.rate_limit import TokenBuckets
@@ -23,7 +24,6 @@ from rfq_service.entrypoints.hub import Hub
 from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard
-from rfq_service.service_layer.replies import ReplyRegistry
 
 TARGET = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -36,7 +36,7 @@ def schema() -> dict[str, Any]:
     defaults = Settings()
     edge = Edge(
         engine=make_engine("postgresql://docs.invalid/otc", pool_size=1),
-        replies=ReplyRegistry(),
+        replies=Replies(),
         clock=SystemClock(),
         reply_timeout_s=1.0,
     )

@@ -11,20 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.auth import Principal, Role
 from otc.bus import topics
+from otc.bus.requests import Replies
 from otc.clock import Clock
 from otc.contracts import events_pb2 as ev
 from otc.errors import Conflict, Forbidden, NotFound
 from otc.ids import new_id
 from otc.money import fmt
 from otc.sides import Side, to_proto
-from otc.unit_of_work import UnitOfWork
-from rfq_service.adapters.repository import RfqRepository
-from rfq_service.adapters.tables import OUTBOX_TABLES
 from rfq_service.domain.rfq import RfqSpec
-from rfq_service.service_layer.replies import ReplyRegistry
+from rfq_service.service_layer.unit_of_work import RfqUnitOfWork
 from rfq_service.service_layer.views import rfq_view
-
-PRODUCER = "rfq-service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +54,7 @@ class Edge:
         self,
         *,
         engine: AsyncEngine,
-        replies: ReplyRegistry,
+        replies: Replies,
         clock: Clock,
         reply_timeout_s: float,
     ) -> None:
@@ -70,8 +66,9 @@ class Edge:
     def now(self) -> datetime:
         return self._clock.now()
 
-    def _uow(self) -> UnitOfWork:
-        return UnitOfWork(self._engine, OUTBOX_TABLES, producer=PRODUCER, clock=self._clock)
+    def _uow(self) -> RfqUnitOfWork:
+        """Reads run in one too, and never commit."""
+        return RfqUnitOfWork(self._engine, clock=self._clock)
 
     async def create_rfq(self, principal: Principal, spec: RfqSpec) -> tuple[dict[str, Any], bool]:
         """Returns (rfq, created); a repeat of the same request returns the first RFQ."""
@@ -79,7 +76,7 @@ class Edge:
         rfq_id = new_id()
         now = self._clock.now()
         async with self._uow() as uow:
-            repo = RfqRepository(uow.conn)
+            repo = uow.rfqs
             created = await repo.insert(rfq_id, principal.party, spec, now)
             if created:
                 requested = ev.RfqRequested(
@@ -111,29 +108,27 @@ class Edge:
         return rfq_view(row, []), created
 
     async def get_rfq(self, principal: Principal, rfq_id: str) -> dict[str, Any]:
-        async with self._engine.connect() as conn:
-            repo = RfqRepository(conn)
-            row = await repo.get(rfq_id)
+        async with self._uow() as uow:
+            row = await uow.queries.get(rfq_id)
             if row is None or not self._may_read(principal, row["requester"]):
                 raise NotFound(f"no RFQ {rfq_id}")
-            return rfq_view(row, await repo.quotes_of(rfq_id))
+            return rfq_view(row, await uow.queries.quotes_of(rfq_id))
 
     async def snapshot(
         self, principal: Principal, *, since: datetime | None
     ) -> list[dict[str, Any]]:
         """The caller's RFQs still in play or changed since `since`, with their quotes:
         what a reconnecting client that cannot resume exactly starts again from."""
-        async with self._engine.connect() as conn:
-            repo = RfqRepository(conn)
-            rows = await repo.changed_for(principal.party, since)
-            return [rfq_view(row, await repo.quotes_of(row["rfq_id"])) for row in rows]
+        async with self._uow() as uow:
+            rows = await uow.queries.changed_for(principal.party, since)
+            return [rfq_view(row, await uow.queries.quotes_of(row["rfq_id"])) for row in rows]
 
     async def list_rfqs(
         self, principal: Principal, *, status: str | None, cursor: str | None, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
         _require_trader(principal)
-        async with self._engine.connect() as conn:
-            rows = await RfqRepository(conn).list_for(
+        async with self._uow() as uow:
+            rows = await uow.queries.list_for(
                 principal.party, status=status, cursor=cursor, limit=limit + 1
             )
         page, more = rows[:limit], len(rows) > limit
@@ -163,16 +158,12 @@ class Edge:
         an RFQ's commands always come after its creation, and a command the edge
         answered 202 is never lost by a crash of the edge."""
         async with self._uow() as uow:
-            row = await RfqRepository(uow.conn).get(rfq_id)
+            row = await uow.rfqs.get(rfq_id)
             if row is None or row["requester"] != principal.party:
                 raise NotFound(f"no RFQ {rfq_id}")
             command_id = uow.emit(topics.ORDER_COMMANDS, rfq_id, command, correlation_id=rfq_id)
-            future = self._replies.expect(command_id)
-            try:
+            with self._replies.expecting(command_id) as future:
                 await uow.commit()
-            except BaseException:
-                self._replies.forget(command_id)
-                raise
         result = await self._replies.wait(command_id, future, self._reply_timeout)
         if result is None:
             return CommandOutcome(None, rfq_id, command_id)

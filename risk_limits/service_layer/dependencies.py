@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.clock import Clock
 
-from .unit_of_work import UnitOfWork
+from .unit_of_work import PRODUCER, CreditUnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,5 +18,5 @@ class Dependencies:
     clock: Clock
     reservation_ttl: timedelta
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.engine)
+    def uow(self, *, snapshot: bool = False) -> CreditUnitOfWork:
+        return CreditUnitOfWork(self.engine, producer=PRODUCER, clock=self.clock, snapshot=snapshot)

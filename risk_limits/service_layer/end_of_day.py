@@ -11,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
-
 from otc.logging import get_logger
-from risk_limits.adapters.end_of_day import CommittedCredit
 from risk_limits.domain.credit import CreditLine
 from risk_limits.domain.reservation import Reservation
 
@@ -42,8 +39,7 @@ async def expire_frozen(before: datetime, deps: Dependencies) -> int:
 
 
 async def committed(deps: Dependencies) -> CommittedSnapshot:
-    async with deps.engine.connect() as conn, conn.begin():
-        # One snapshot for both reads, so reservations and lines agree with each other.
-        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-        queries = CommittedCredit(conn)
+    # One snapshot for both reads, so reservations and lines agree with each other.
+    async with deps.uow(snapshot=True) as uow:
+        queries = uow.committed_credit
         return CommittedSnapshot(await queries.reservations(), await queries.lines_in_use())

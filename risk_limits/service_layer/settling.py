@@ -31,7 +31,7 @@ from risk_limits.domain.reservation import (
 from risk_limits.metrics import COMMITS, RELEASES, RESERVATIONS_EXPIRED
 
 from .dependencies import Dependencies
-from .unit_of_work import UnitOfWork
+from .unit_of_work import CreditUnitOfWork
 
 log = get_logger(__name__)
 
@@ -115,7 +115,7 @@ async def expire_overdue(deps: Dependencies, before: datetime | None = None) -> 
 
 
 async def apply(
-    uow: UnitOfWork,
+    uow: CreditUnitOfWork,
     stored: Reservation,
     action: Action,
     reason: str,

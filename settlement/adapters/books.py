@@ -1,6 +1,7 @@
 """Settlement's side of the end-of-day reconciliation: read-only queries over its
-own schema, run in one REPEATABLE READ snapshot so that trades, journals, postings
-and balances are read as of one moment."""
+own schema, meant for one REPEATABLE READ snapshot (a unit of work opened with
+`snapshot=True`) so that trades, journals, postings and balances are read as of
+one moment."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otc.bus.envelope import InvalidMessage, decode
 from otc.bus.topics import SETTLEMENT_EVENTS
@@ -34,9 +35,12 @@ class SettlementBooks:
     accounts: list[AccountFigures]
 
 
-async def read_books(engine: AsyncEngine, day: TradingDay) -> SettlementBooks:
-    async with engine.connect() as conn, conn.begin():
-        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+class BooksQueries:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def read(self, day: TradingDay) -> SettlementBooks:
+        conn = self._conn
         booked = await _trades(conn, day)
         ids = [b.trade.trade_id for b in booked]
         return SettlementBooks(

@@ -1,24 +1,22 @@
 """order_core as the end-of-day batch sees it, through its own interfaces only.
 
 Commands go on `order.commands`, as every caller's do, and the answer is read from
-`order.events` (every partition, from its end: no consumer group to join). What
-order_core confirmed, and how each order ended, is read from its audit trail
-through the auditor API: the tamper-evident record order_core publishes for
-readers outside it, so reconciliation never reads order_core's tables.
+`order.events` (every partition, from its end: no consumer group to join) by the
+kernel's command/reply adapter. What order_core confirmed, and how each order
+ended, is read from its audit trail through the auditor API: the tamper-evident
+record order_core publishes for readers outside it, so reconciliation never reads
+order_core's tables.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from datetime import datetime
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from otc.bus.envelope import InvalidMessage, decode
 from otc.bus.producer import Publisher
+from otc.bus.requests import Replies, ReplyReader
 from otc.bus.topics import ORDER_COMMANDS, ORDER_EVENTS
 from otc.contracts import events_pb2 as ev
 from otc.ids import new_id
@@ -43,31 +41,32 @@ class OrderCore:
     async def expire_open_rfqs(self, day: TradingDay, timeout: float) -> str:
         """Asks order_core to expire the RFQs still open at the day's close and
         returns its answer."""
-        replies = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
+        replies = Replies()
         publisher = Publisher(self._bootstrap, "settlement-eod")
-        await replies.start()
-        await publisher.start()
-        try:
-            await replies.topics()
-            parts = [
-                TopicPartition(ORDER_EVENTS, p)
-                for p in sorted(replies.partitions_for_topic(ORDER_EVENTS) or ())
-            ]
-            replies.assign(parts)
-            await replies.seek_to_end(*parts)
-            for tp in parts:  # fixed now, so the answer cannot slip in before the read
-                await replies.position(tp)
-            command = ev.ExpireOpenRfqs(business_date=day.date.isoformat())
-            command.close.FromDatetime(day.close)
-            command_id = await publisher.publish(
-                ORDER_COMMANDS, f"eod:{day.date.isoformat()}", command, correlation_id=new_id()
+        async with ReplyReader(self._bootstrap, ORDER_EVENTS, replies):
+            await publisher.start()
+            try:
+                command = ev.ExpireOpenRfqs(business_date=day.date.isoformat())
+                command.close.FromDatetime(day.close)
+                command_id = new_id()
+                with replies.expecting(command_id) as future:
+                    await publisher.publish(
+                        ORDER_COMMANDS,
+                        f"eod:{day.date.isoformat()}",
+                        command,
+                        correlation_id=new_id(),
+                        event_id=command_id,
+                    )
+                result = await replies.wait(command_id, future, timeout)
+            finally:
+                await publisher.stop()
+        if result is None:
+            raise OrderCoreUnavailable(
+                f"order_core did not answer the end-of-day expiry in {timeout:.0f} s"
             )
-            return await _answer(replies, command_id, timeout)
-        finally:
-            await publisher.stop()
-            await replies.stop()
+        if not result.accepted:
+            raise OrderCoreUnavailable(f"order_core refused: {result.reason}")
+        return result.reason
 
     async def order_view(self, day: TradingDay, since: datetime) -> OrderView:
         """Every order's latest state from the audit trail since `since`: the trades
@@ -123,23 +122,3 @@ class OrderCore:
                 key=lambda r: (r.created_at, r.rfq_id),
             ),
         )
-
-
-async def _answer(replies: AIOKafkaConsumer, command_id: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        batches = await replies.getmany(timeout_ms=int(min(left, 0.2) * 1000))
-        for records in batches.values():
-            for record in records:
-                try:
-                    payload = decode(record.value).payload
-                except InvalidMessage:
-                    continue
-                if isinstance(payload, ev.CommandResult) and payload.command_id == command_id:
-                    if not payload.accepted:
-                        raise OrderCoreUnavailable(f"order_core refused: {payload.reason}")
-                    return payload.reason
-        await asyncio.sleep(0)
-    raise OrderCoreUnavailable(
-        f"order_core did not answer the end-of-day expiry in {timeout:.0f} s"
-    )

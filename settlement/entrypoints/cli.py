@@ -28,11 +28,10 @@ from otc.ids import new_id
 from otc.logging import configure
 from otc.money import fmt
 from otc.settings import get_settings
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.tables import OUTBOX_TABLES
 from settlement.entrypoints.endpoints import database_url
 from settlement.entrypoints.eod import eod_command
 from settlement.service_layer import funding
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 __all__ = ["eod_command", "ledger_app"]
 
@@ -54,7 +53,7 @@ Memo = Annotated[str, typer.Option(help="why, for the journal")]
 OneAsset = Annotated[str | None, typer.Option("--asset", help="one account (default: all)")]
 
 
-def _run(work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+def _run(work: Callable[[SettlementUnitOfWork], Awaitable[T]]) -> T:
     settings = get_settings()
     # The command prints what it did; the service's own info logs would only repeat it.
     configure("otc-ledger", fmt=settings.log_format, level="WARNING")
@@ -66,7 +65,7 @@ def _run(work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
     async def main() -> T:
         engine = make_engine(url, pool_size=1)
         try:
-            uow = UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=SystemClock())
+            uow = SettlementUnitOfWork(engine, clock=SystemClock())
             return await work(uow)
         finally:
             await engine.dispose()

@@ -26,15 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from otc.clock import Clock
 from otc.invariants import check_invariants
 from otc.logging import get_logger
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.books import read_books
-from settlement.adapters.tables import OUTBOX_TABLES
 from settlement.domain.eod_report import Break, Check, Report, TradingDay
 from settlement.domain.instructions import RetryPolicy
 from settlement.domain.reconciliation import reconcile
 from settlement.domain.views import Books, CreditView, OrderView
 from settlement.metrics import EOD_BREAKS
 from settlement.service_layer.settling import settle_value_dated
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 log = get_logger(__name__)
 
@@ -85,8 +83,8 @@ async def run_end_of_day(
     expired = await risk.expire_frozen(day.close)
     done.append(f"{expired} credit reservations left frozen past their deadline expired")
 
-    def uow() -> UnitOfWork:
-        return UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=clock)
+    def uow() -> SettlementUnitOfWork:
+        return SettlementUnitOfWork(engine, clock=clock)
 
     counts = await settle_value_dated(uow, day.date, retry)
     attempted = ", ".join(f"{n} {outcome.value}" for outcome, n in sorted(counts.items()))
@@ -112,7 +110,8 @@ async def reconcile_day(
     day: TradingDay, engine: AsyncEngine, clock: Clock, order_core: OrderCorePort, risk: RiskPort
 ) -> tuple[Report, bool]:
     """The day's report, and whether a break in it may still resolve by itself."""
-    books = await read_books(engine, day)
+    async with SettlementUnitOfWork(engine, clock=clock, snapshot=True) as snapshot:
+        books = await snapshot.books.read(day)
     touching_day = [
         b.confirmed_at
         for b in books.trades

@@ -17,8 +17,7 @@ from otc.errors import Conflict, NotFound, ValidationFailed
 from otc.instruments import INSTRUMENTS
 from otc.logging import get_logger
 from otc.money import InvalidDecimal, fmt, parse_decimal
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.repository import AccountRow, LedgerRepository
+from settlement.adapters.repository import AccountRow
 from settlement.domain.ledger import (
     EXTERNAL,
     Account,
@@ -27,6 +26,7 @@ from settlement.domain.ledger import (
     first_shortfall,
     funding_postings,
 )
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 log = get_logger(__name__)
 
@@ -56,7 +56,7 @@ def _positive(amount: str) -> Decimal:
 
 
 async def deposit(
-    uow: UnitOfWork, party: str, asset: str, amount: str, reference: str, memo: str = ""
+    uow: SettlementUnitOfWork, party: str, asset: str, amount: str, reference: str, memo: str = ""
 ) -> Funding:
     return await _fund(
         uow, JournalKind.DEPOSIT, valid_account(party, asset), _positive(amount), reference, memo
@@ -64,7 +64,7 @@ async def deposit(
 
 
 async def withdraw(
-    uow: UnitOfWork, party: str, asset: str, amount: str, reference: str, memo: str = ""
+    uow: SettlementUnitOfWork, party: str, asset: str, amount: str, reference: str, memo: str = ""
 ) -> Funding:
     return await _fund(
         uow,
@@ -77,7 +77,7 @@ async def withdraw(
 
 
 async def _fund(
-    uow: UnitOfWork,
+    uow: SettlementUnitOfWork,
     kind: JournalKind,
     account: Account,
     amount: Decimal,
@@ -88,7 +88,7 @@ async def _fund(
         raise ValidationFailed("reference must not be empty")
     postings = funding_postings(account.party, account.asset, amount)
     async with uow:
-        ledger = LedgerRepository(uow.conn)
+        ledger = uow.ledger
         holdings = await ledger.lock_accounts([account])
         earlier = await ledger.journal_postings(kind, reference)
         if earlier is not None:
@@ -122,13 +122,13 @@ async def _fund(
 
 
 async def set_blocked(
-    uow: UnitOfWork, party: str, asset: str | None, *, blocked: bool, reason: str = ""
+    uow: SettlementUnitOfWork, party: str, asset: str | None, *, blocked: bool, reason: str = ""
 ) -> list[Account]:
     """Blocks (or unblocks) one account, or every account of the party when `asset`
     is None. Blocking an account that does not exist yet opens it empty, so that
     nothing can ever be credited to it unnoticed."""
     async with uow:
-        ledger = LedgerRepository(uow.conn)
+        ledger = uow.ledger
         if asset is None:
             targets = [row.account for row in await ledger.accounts(party)]
             if not targets:
@@ -150,8 +150,8 @@ async def set_blocked(
     return changed
 
 
-async def accounts(uow: UnitOfWork, party: str | None) -> list[AccountRow]:
+async def accounts(uow: SettlementUnitOfWork, party: str | None) -> list[AccountRow]:
     if party is not None and party == EXTERNAL:
         raise ValidationFailed(f"{EXTERNAL} has postings but no balance")
     async with uow:
-        return await LedgerRepository(uow.conn).accounts(party)
+        return await uow.ledger.accounts(party)

@@ -12,12 +12,11 @@ retries the whole transaction.
 from __future__ import annotations
 
 from otc.logging import get_logger
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.instructions import InstructionRepository
 from settlement.domain.commands import BookTrade
 from settlement.domain.instructions import Instruction
 from settlement.metrics import TRADES_BOOKED
 from settlement.service_layer.settling import Outcome, Rules, attempt
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 __all__ = ["CONSUMER", "Outcome", "Rules", "book_trade"]
 
@@ -28,7 +27,7 @@ CONSUMER = "settlement"
 log = get_logger(__name__)
 
 
-async def book_trade(cmd: BookTrade, uow: UnitOfWork, rules: Rules) -> Outcome:
+async def book_trade(cmd: BookTrade, uow: SettlementUnitOfWork, rules: Rules) -> Outcome:
     async with uow:
         outcome = await _book(cmd, uow, rules)
         await uow.commit()
@@ -41,7 +40,7 @@ async def book_trade(cmd: BookTrade, uow: UnitOfWork, rules: Rules) -> Outcome:
     return outcome
 
 
-async def _book(cmd: BookTrade, uow: UnitOfWork, rules: Rules) -> Outcome:
+async def _book(cmd: BookTrade, uow: SettlementUnitOfWork, rules: Rules) -> Outcome:
     if not await uow.mark_processed(CONSUMER, cmd.event_id):
         return Outcome.DUPLICATE
     trade = cmd.trade
@@ -56,8 +55,7 @@ async def _book(cmd: BookTrade, uow: UnitOfWork, rules: Rules) -> Outcome:
         causation_id=cmd.event_id,
     )
     now = uow.clock.now()
-    repo = InstructionRepository(uow.conn)
-    if not await repo.add(instruction, booked_at=now, next_attempt_at=None):
+    if not await uow.instructions.add(instruction, booked_at=now, next_attempt_at=None):
         return Outcome.DUPLICATE
     if not instruction.due_by(now):
         return Outcome.SCHEDULED

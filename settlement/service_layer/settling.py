@@ -23,12 +23,10 @@ from otc.bus.topics import SETTLEMENT_EVENTS
 from otc.calendar import TradingCalendar
 from otc.contracts import events_pb2
 from otc.logging import get_logger
-from otc.unit_of_work import UnitOfWork
-from settlement.adapters.instructions import InstructionRepository
-from settlement.adapters.repository import LedgerRepository
 from settlement.domain.instructions import GiveUp, Instruction, RetryPolicy, after_refusal
 from settlement.domain.ledger import JournalKind, TradeStatus, dvp_postings, refusal
 from settlement.metrics import SETTLEMENT_ATTEMPTS
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 log = get_logger(__name__)
 
@@ -50,12 +48,12 @@ class Rules:
 
 
 async def attempt(
-    uow: UnitOfWork, instruction: Instruction, now: datetime, policy: RetryPolicy
+    uow: SettlementUnitOfWork, instruction: Instruction, now: datetime, policy: RetryPolicy
 ) -> Outcome:
     """Tries to settle `instruction`, whose row the caller's transaction holds."""
     trade = instruction.trade
-    ledger = LedgerRepository(uow.conn)
-    instructions = InstructionRepository(uow.conn)
+    ledger = uow.ledger
+    instructions = uow.instructions
     postings = dvp_postings(trade)
     holdings = await ledger.lock_accounts(p.account for p in postings)
     refused = refusal(holdings.balances, holdings.blocked, postings)
@@ -114,14 +112,14 @@ async def attempt(
     return outcome
 
 
-UowFactory = Callable[[], UnitOfWork]
+UowFactory = Callable[[], SettlementUnitOfWork]
 
 
 async def settle_due(uow: UowFactory, policy: RetryPolicy) -> int:
     """Makes one batch of due retries; returns how many were attempted."""
     async with uow() as tx:
         now = tx.clock.now()
-        due = await InstructionRepository(tx.conn).claim_due(now, BATCH)
+        due = await tx.instructions.claim_due(now, BATCH)
         for instruction in due:
             await attempt(tx, instruction, now, policy)
         await tx.commit()
@@ -135,7 +133,7 @@ async def settle_value_dated(uow: UowFactory, day: date, policy: RetryPolicy) ->
     while True:
         async with uow() as tx:
             now = tx.clock.now()
-            waiting = await InstructionRepository(tx.conn).claim_value_dated(day, BATCH)
+            waiting = await tx.instructions.claim_value_dated(day, BATCH)
             for instruction in waiting:
                 outcome = await attempt(tx, instruction, now, policy)
                 counts[outcome] = counts.get(outcome, 0) + 1

@@ -19,6 +19,7 @@ import websockets
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.auth import Principal, Role, verify_token
+from otc.bus.requests import Replies
 from otc.clock import SystemClock
 from otc.http_server import http_server
 from otc.ids import new_id
@@ -30,7 +31,6 @@ from rfq_service.entrypoints.hub import Hub
 from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard
-from rfq_service.service_layer.replies import ReplyRegistry
 from tests.e2e_helpers import base_url, token_for
 
 Ws = Any
@@ -250,7 +250,7 @@ async def local_edge(launcher: Platform, engine: AsyncEngine) -> AsyncIterator[L
 
     hub, board = Hub(replay_limit=100_000), PriceBoard()
     buckets = TokenBuckets(rate_per_s=2, burst=5)
-    edge = Edge(engine=engine, replies=ReplyRegistry(), clock=SystemClock(), reply_timeout_s=1.0)
+    edge = Edge(engine=engine, replies=Replies(), clock=SystemClock(), reply_timeout_s=1.0)
     deps = SocketDeps(
         edge=edge,
         hub=hub,

@@ -16,7 +16,6 @@ from otc.calendar import ALWAYS_OPEN
 from otc.clock import Clock, SystemClock
 from otc.contracts import events_pb2
 from otc.ids import new_id
-from otc.unit_of_work import UnitOfWork
 from settlement.adapters.tables import OUTBOX_TABLES, balances, journals, ledger_entries, trades
 from settlement.domain.commands import BookTrade
 from settlement.domain.instructions import RetryPolicy
@@ -24,6 +23,7 @@ from settlement.domain.ledger import Account
 from settlement.entrypoints.consumer import book_trade_command
 from settlement.seed import DEMO_BALANCES, seed_demo_balances
 from settlement.service_layer.handlers import Outcome, Rules, book_trade
+from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 SETTLED = type_name(events_pb2.TradeSettled())
 FAILED = type_name(events_pb2.SettlementFailed())
@@ -41,8 +41,8 @@ def rules(max_attempts: int = 1, base_ms: int = 100, max_ms: int = 400) -> Rules
     )
 
 
-def uow(engine: AsyncEngine, clock: Clock | None = None) -> UnitOfWork:
-    return UnitOfWork(engine, OUTBOX_TABLES, producer="settlement", clock=clock or SystemClock())
+def uow(engine: AsyncEngine, clock: Clock | None = None) -> SettlementUnitOfWork:
+    return SettlementUnitOfWork(engine, clock=clock or SystemClock())
 
 
 async def funded_parties(engine: AsyncEngine) -> tuple[str, str]:
