@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from google.protobuf.json_format import MessageToDict
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from order_core.adapters.audit import AuditLog
+from order_core.adapters.repository import OrderRepository
 from order_core.domain.audit import AuditRecord
 from order_core.metrics import count_committed
 from otc.contracts import events_pb2 as ev
@@ -50,6 +52,11 @@ def audit_record(msg: Outgoing) -> AuditRecord | None:
 
 
 class AuditedUnitOfWork(UnitOfWork):
+    orders: OrderRepository
+
+    def bind(self, conn: AsyncConnection) -> None:
+        self.orders = OrderRepository(conn)
+
     async def before_commit(self, outgoing: Sequence[Outgoing]) -> None:
         records = [r for r in map(audit_record, outgoing) if r is not None]
         # As late as possible: the head stays locked from here until the commit.

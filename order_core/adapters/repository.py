@@ -14,7 +14,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from order_core.adapters.tables import OUTBOX_TABLES, orders, quotes
-from order_core.domain.lifecycle import OrderState
+from order_core.domain.lifecycle import OPEN_STATES, OrderState
 from order_core.domain.order import Order, Quote
 from otc.errors import TransientError
 from otc.sides import Side
@@ -150,6 +150,18 @@ class OrderRepository:
         return await self._overdue(
             (OrderState.RFQ_SENT, OrderState.QUOTED), orders.c.rfq_expires_at, now, limit
         )
+
+    async def open_created_before(self, close: datetime, limit: int) -> list[Order]:
+        """Open RFQs created before `close`, locked. Rows another transaction holds are
+        waited for, not skipped: once it commits, an order it closed no longer matches."""
+        query = (
+            select(orders)
+            .where(orders.c.state.in_([s.value for s in OPEN_STATES]), orders.c.created_at < close)
+            .order_by(orders.c.created_at)
+            .limit(limit)
+            .with_for_update()
+        )
+        return [_order(r) for r in (await self._conn.execute(query)).mappings()]
 
     async def overdue_last_looks(
         self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None = None

@@ -19,7 +19,6 @@ from otc.bus.envelope import InvalidMessage
 from otc.clock import Clock
 from otc.errors import NotYetKnown
 from otc.quote_book import QuoteBook
-from otc.unit_of_work import UnitOfWork
 
 # A quote or command for an RFQ order_core has not seen may simply have overtaken
 # the RfqRequested on the other topic; it is retried (holding up its partition) for
@@ -50,7 +49,7 @@ class Dependencies:
             self.first_attempts.popitem(last=False)
         return now - first > UNKNOWN_ORDER_GRACE
 
-    def uow(self) -> UnitOfWork:
+    def uow(self) -> AuditedUnitOfWork:
         return AuditedUnitOfWork(
             self.engine, OUTBOX_TABLES, producer="order-core", clock=self.clock
         )

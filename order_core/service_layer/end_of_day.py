@@ -8,7 +8,6 @@ command expires only what is still open, which is nothing.
 
 from __future__ import annotations
 
-from order_core.adapters.end_of_day import open_rfqs_created_before
 from order_core.domain.lifecycle import OrderEvent
 from order_core.service_layer import messages
 from order_core.service_layer.commands import ExpireOpenRfqs
@@ -35,7 +34,7 @@ async def on_expire_open_rfqs(deps: Dependencies, cmd: ExpireOpenRfqs) -> None:
 
 async def _expire_batch(tx: Tx, cmd: ExpireOpenRfqs) -> int:
     reason = f"trading day {cmd.business_date} closed"
-    batch = await open_rfqs_created_before(tx.uow.conn, cmd.close, BATCH)
+    batch = await tx.orders.open_created_before(cmd.close, BATCH)
     now = tx.now()
     for order in batch:
         order.apply(OrderEvent.RFQ_EXPIRED, now)

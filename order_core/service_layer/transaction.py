@@ -18,14 +18,14 @@ from typing import Literal, TypeVar, overload
 
 from google.protobuf.message import Message as ProtoMessage
 
-from order_core.adapters.repository import ConcurrentUpdate, OrderRepository
+from order_core.adapters.audited_uow import AuditedUnitOfWork
+from order_core.adapters.repository import ConcurrentUpdate
 from order_core.domain.order import Order
 from order_core.service_layer import messages
 from order_core.service_layer.commands import Received
 from order_core.service_layer.dependencies import Dependencies
 from otc.bus import topics
 from otc.logging import get_logger
-from otc.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -48,8 +48,8 @@ class Tx:
     """A handler's view of its transaction: the orders, the clock, and the outbox,
     whose messages name the message being handled as their cause."""
 
-    def __init__(self, uow: UnitOfWork, cause: Received | None) -> None:
-        self.orders = OrderRepository(uow.conn)
+    def __init__(self, uow: AuditedUnitOfWork, cause: Received | None) -> None:
+        self.orders = uow.orders
         self.uow = uow
         self._cause = cause
 
