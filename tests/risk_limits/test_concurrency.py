@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import grpc
@@ -79,8 +80,11 @@ async def test_exactly_k_of_200_concurrent_freezes_fit_a_line(
         await credit_line(stubs[0], p, AMPLE, counterparty=c)
     await credit_line(stubs[0], party, str(AMOUNT * K), counterparty=counterparty)
 
+    # A deadline well past the run: on a loaded machine 200 freezes can outlast the
+    # default TTL, and a sweeper expiring the first winners would make room for more.
+    deadline = datetime.now(UTC) + timedelta(minutes=10)
     requests = [
-        freeze_request(str(uuid.uuid4()), both_sides(trader, maker, str(AMOUNT)))
+        freeze_request(str(uuid.uuid4()), both_sides(trader, maker, str(AMOUNT)), deadline=deadline)
         for _ in range(CALLS)
     ]
     answers = await asyncio.gather(
