@@ -23,6 +23,7 @@ from rich.table import Table
 
 from otc.clock import SystemClock
 from otc.db import make_engine
+from otc.endpoints import database_url
 from otc.errors import DomainError
 from otc.ids import new_id
 from otc.logging import configure
@@ -30,7 +31,6 @@ from otc.money import fmt
 from otc.settings import get_settings
 from otc.unit_of_work import UnitOfWork
 from settlement.adapters.tables import OUTBOX_TABLES
-from settlement.entrypoints.endpoints import database_url
 from settlement.entrypoints.eod import eod_command
 from settlement.service_layer import funding
 

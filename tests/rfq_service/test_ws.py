@@ -22,8 +22,6 @@ from otc.auth import Principal, Role, verify_token
 from otc.clock import SystemClock
 from otc.http_server import http_server
 from otc.ids import new_id
-from otc.infra.platform import Platform
-from otc.infra.processes import free_port
 from otc.rate_limit import TokenBuckets
 from rfq_service.entrypoints.http import create_app
 from rfq_service.entrypoints.hub import Hub
@@ -31,6 +29,8 @@ from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard
 from rfq_service.service_layer.replies import ReplyRegistry
+from stack.infra.platform import Platform
+from stack.infra.processes import free_port
 from tests.e2e_helpers import base_url, token_for
 
 Ws = Any

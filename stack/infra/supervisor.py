@@ -7,7 +7,7 @@ before it crashed starts its streak afresh. Each restart waits for its service t
 be ready in a task of its own, so one slow or looping service never holds up the
 supervision of the others. Spawning happens on the event loop, in the main thread,
 because a child's death signal follows the thread that spawned it
-(`otc.infra.processes`).
+(`stack.infra.processes`).
 
 The live pids are kept in `services.json` in the state dir, for scripts that must
 find the processes (`otc chaos`); a pid leaves the file as soon as its process is
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from otc.infra.platform import Platform
-from otc.infra.processes import Child
+from stack.infra.platform import Platform
+from stack.infra.processes import Child
 
 SERVICES_FILE = "services.json"
 

@@ -2,7 +2,7 @@
 prove nothing was lost: every RFQ reached a final state, every accepted one settled
 or failed explicitly, and the invariant checker finds the services' books agree.
 
-It drills the supervisor (`otc.infra.supervisor`, which brings each killed service
+It drills the supervisor (`stack.infra.supervisor`, which brings each killed service
 back) and the services' crash safety together. The kills are seeded, so a run that
 finds a bug can be repeated in the same order, as far as the platform's timing
 allows. Loopback only: the trader edge of this machine's `otc up` and the pids it

@@ -12,10 +12,10 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from otc.client import TraderClient
 from otc.db import asyncpg_dsn
-from otc.demo import best_quote
 from otc.ids import new_id
+from stack.client import TraderClient
+from stack.demo import best_quote
 
 
 @dataclass

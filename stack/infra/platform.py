@@ -1,8 +1,9 @@
 """The whole platform on one machine: what `otc up`, the tests, `otc demo` and
 `otc bench` start.
 
-With no `OTC_DATABASE_URL` / `OTC_REDIS_URL` / `OTC_KAFKA_BOOTSTRAP`, it starts
-embedded servers for the missing ones; then it creates the topics, migrates,
+Its servers come from the infrastructure provider `OTC_INFRA` names (by default,
+embedded servers for whichever of `OTC_DATABASE_URL` / `OTC_REDIS_URL` /
+`OTC_KAFKA_BOOTSTRAP` is not set); then it creates the topics, migrates,
 seeds the demo data and starts every service as its own OS process (three demo
 makers and the reference-price feed included), and waits until each is ready.
 `stop()` stops the services first (so they drain), then the servers it started.
@@ -19,24 +20,16 @@ from pathlib import Path
 
 import httpx
 
-from otc.infra.kafka import EmbeddedKafka, ensure_topics
-from otc.infra.postgres import EmbeddedPostgres
-from otc.infra.processes import Child, free_port
-from otc.infra.valkey import EmbeddedValkey
 from otc.settings import Settings
+from stack.infra.kafka import ensure_topics
+from stack.infra.processes import Child, free_port
+from stack.infra.provider import Endpoints, Infrastructure, infrastructure_for
 
 DEMO_MAKERS: tuple[tuple[str, str], ...] = (
     ("MM-1", "quoting_service.strategies.fixed_spread:FixedSpread"),
     ("MM-2", "quoting_service.strategies.tiered_spread:TieredSpread"),
     ("MM-3", "quoting_service.strategies.inventory_skew:InventorySkew"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    database_url: str
-    redis_url: str
-    kafka_bootstrap: str
 
 
 @dataclass
@@ -59,6 +52,7 @@ class Platform:
         env: dict[str, str] | None = None,
         risk_port: int | None = None,
         mm_http_port: int | None = None,
+        infrastructure: Infrastructure | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir.resolve()
@@ -72,7 +66,7 @@ class Platform:
         self.makers = makers
         self.extra_env = env or {}
         self.risk_port = risk_port or free_port()
-        self._servers: list[EmbeddedPostgres | EmbeddedValkey | EmbeddedKafka] = []
+        self.infrastructure = infrastructure or infrastructure_for(settings, self.state_dir)
         self.children: dict[str, Child] = {}
         self.specs: dict[str, ServiceSpec] = {}
         self.endpoints: Endpoints | None = None
@@ -80,38 +74,20 @@ class Platform:
     # -- infrastructure ---------------------------------------------------------
 
     def start_infrastructure(self) -> Endpoints:
-        s = self.settings
-        logs = self.state_dir / "logs"
-        database_url, redis_url, bootstrap = s.database_url, s.redis_url, s.kafka_bootstrap
         try:
-            if not database_url:
-                pg = EmbeddedPostgres(self.state_dir / "postgres", logs / "postgres.log")
-                self._servers.append(pg)
-                pg.start()
-                database_url = pg.url
-            if not redis_url:
-                valkey = EmbeddedValkey(self.state_dir / "valkey", logs / "valkey.log")
-                self._servers.append(valkey)
-                valkey.start()
-                redis_url = valkey.url
-            if not bootstrap:
-                kafka = EmbeddedKafka(logs / "kafka.log")
-                self._servers.append(kafka)
-                kafka.start()
-                bootstrap = kafka.bootstrap
+            self.endpoints = self.infrastructure.start()
         except BaseException:
             self.stop()
             raise
-        self.endpoints = Endpoints(database_url, redis_url, bootstrap)
         return self.endpoints
 
     @property
     def started_servers(self) -> list[str]:
-        return [type(s).__name__.removeprefix("Embedded") for s in self._servers]
+        return self.infrastructure.started
 
     async def prepare(self, *, seed: bool = True) -> None:
         from otc.migrate import upgrade
-        from otc.seed import seed_demo
+        from stack.seed import seed_demo
 
         ep = self._require_endpoints()
         await ensure_topics(ep.kafka_bootstrap, self.settings.kafka_partitions)
@@ -174,7 +150,7 @@ class Platform:
         log_file = self.log_dir / f"{spec.name}.log" if self.log_dir else None
         child = Child(
             spec.name,
-            [sys.executable, "-m", "otc.cli", *spec.args],
+            [sys.executable, "-m", "stack.cli", *spec.args],
             env=self.child_env(spec),
             log_file=log_file,
         )
@@ -233,9 +209,7 @@ class Platform:
         for child in reversed(list(self.children.values())):
             child.stop()
         self.children.clear()
-        for server in reversed(self._servers):
-            server.stop()
-        self._servers.clear()
+        self.infrastructure.stop()
 
     def _require_endpoints(self) -> Endpoints:
         if self.endpoints is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from otc.infra.processes import Child, free_port, wait_for_port
+from stack.infra.processes import Child, free_port, wait_for_port
 
 
 def _server_binary() -> Path:

@@ -23,12 +23,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from otc.bench import percentile
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.db import asyncpg_dsn
 from otc.ids import new_id
 from otc.money import fmt
+from stack.bench.platform import percentile
 
 AMOUNT = Decimal("1")
 CALL_TIMEOUT_S = 10.0

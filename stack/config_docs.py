@@ -1,6 +1,6 @@
 """The configuration reference, generated from the settings class.
 
-`docs/configuration.md` is this output: `python -m otc.config_docs` (or
+`docs/configuration.md` is this output: `python -m stack.config_docs` (or
 `make docs`) writes it, and a test fails when the committed file is stale.
 Every setting must carry a `Field(description=...)`: the generator refuses a
 setting without one, so none can be added undocumented.
@@ -94,7 +94,7 @@ def document(settings: type[BaseSettings] = Settings) -> str:
     lines = [
         "# Configuration",
         "",
-        "Generated from `otc/settings.py` by `python -m otc.config_docs` (`make docs`);",
+        "Generated from `otc/settings.py` by `python -m stack.config_docs` (`make docs`);",
         "do not edit by hand: a test fails when this file and the code disagree.",
         "",
         "Every service reads the same settings from environment variables. Under",

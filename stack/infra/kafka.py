@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from otc.bus.topics import ALL_TOPICS
-from otc.infra.processes import Child, free_port, wait_for_port
+from stack.infra.processes import Child, free_port, wait_for_port
 
 
 class EmbeddedKafka:

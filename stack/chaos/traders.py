@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
-from otc.client import ApiError, TraderClient
-from otc.demo import best_quote
 from otc.ids import new_id
+from stack.client import ApiError, TraderClient
+from stack.demo import best_quote
 
 from .report import FINAL, Rfq
 

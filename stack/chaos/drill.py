@@ -11,11 +11,11 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from otc.client import TraderClient
 from otc.db import make_engine
-from otc.infra.supervisor import SERVICES_FILE
-from otc.invariants import Break, check_invariants
 from otc.settings import Settings
+from stack.client import TraderClient
+from stack.infra.supervisor import SERVICES_FILE
+from stack.invariants import Break, check_invariants
 
 from .kills import kill_services
 from .report import Chaos, Report

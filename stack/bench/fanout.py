@@ -14,12 +14,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from otc.bench import percentile
 from otc.bus.envelope import InvalidMessage, decode
 from otc.bus.topics import RFQ_QUOTES
-from otc.client import TraderClient
 from otc.contracts import events_pb2 as ev
 from otc.ids import new_id
+from stack.bench.platform import percentile
+from stack.client import TraderClient
 
 
 async def _published_at(bootstrap: str, seen: dict[str, float], stop: asyncio.Event) -> None:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from otc.bench import percentile
-from otc.client import TraderClient
 from otc.db import asyncpg_dsn
-from otc.demo import best_quote
 from otc.ids import new_id
+from stack.bench.platform import percentile
+from stack.client import TraderClient
+from stack.demo import best_quote
 
 
 @dataclass

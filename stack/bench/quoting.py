@@ -24,12 +24,12 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from otc.bench import percentile
 from otc.bus.envelope import InvalidMessage, decode, encode
 from otc.bus.producer import Publisher
 from otc.bus.topics import ORDER_COMMANDS, RFQ_QUOTES, RFQ_REQUESTS
 from otc.contracts import events_pb2
-from otc.infra.processes import Child, free_port
+from stack.bench.platform import percentile
+from stack.infra.processes import Child, free_port
 
 STRATEGY = "quoting_service.strategies.fixed_spread:FixedSpread"
 READY_TIMEOUT_S = 90.0
@@ -131,7 +131,7 @@ async def _start_quoter(maker: str, bootstrap: str, redis_url: str) -> Child:
             "OTC_LOG_LEVEL": "WARNING",
         }
     )
-    argv = [sys.executable, "-m", "otc.cli", "quoter", "--maker", maker, "--strategy", STRATEGY]
+    argv = [sys.executable, "-m", "stack.cli", "quoter", "--maker", maker, "--strategy", STRATEGY]
     child = Child(f"bench-quoter-{maker}", argv, env=env)
     child.start()
     deadline = time.monotonic() + READY_TIMEOUT_S

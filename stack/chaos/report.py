@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from otc.invariants import Break
+from stack.invariants import Break
 
 FINAL = frozenset({"SETTLED", "SETTLEMENT_FAILED", "EXPIRED", "CANCELLED", "REJECTED"})
 SETTLEMENT_ENDS = frozenset({"SETTLED", "SETTLEMENT_FAILED"})

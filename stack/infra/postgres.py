@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from otc.infra.processes import Child, free_port, wait_for_port
+from stack.infra.processes import Child, free_port, wait_for_port
 
 SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 

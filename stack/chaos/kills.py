@@ -32,8 +32,8 @@ def is_service(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    # `otc.infra.platform` starts every service as `python -m otc.cli <service>`
-    return b"otc.cli" in argv and pid not in (os.getpid(), os.getppid())
+    # `stack.infra.platform` starts every service as `python -m stack.cli <service>`
+    return b"stack.cli" in argv and pid not in (os.getpid(), os.getppid())
 
 
 def kill_service(pid: int) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
-from otc.client import ApiError, TraderClient
 from otc.ids import new_id
+from stack.client import ApiError, TraderClient
 
 
 class DemoFailed(Exception):
