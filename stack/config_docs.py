@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from otc.settings import Settings
+from stack.infra import containers
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "configuration.md"
@@ -107,7 +108,24 @@ def document(settings: type[BaseSettings] = Settings) -> str:
     lines += [
         "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(settings)
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + providers()) + "\n"
+
+
+def providers() -> list[str]:
+    """What each `OTC_INFRA` value starts, with the container images named from the code."""
+    return [
+        "",
+        "## Where the servers come from: `OTC_INFRA`",
+        "",
+        "- `embedded` (default): an embedded PostgreSQL, Valkey or Kafka (Tansu) server,",
+        "  from PyPI wheels, for each of `OTC_DATABASE_URL`, `OTC_REDIS_URL` and",
+        "  `OTC_KAFKA_BOOTSTRAP` that is not set.",
+        "- `external`: those three URLs, all required; nothing is started.",
+        "- `containers` (needs Docker): a testcontainers container for each of them not",
+        f"  set: PostgreSQL `{containers.POSTGRES_IMAGE}`, Redis `{containers.REDIS_IMAGE}`,",
+        f"  Apache Kafka in KRaft mode `{containers.KAFKA_IMAGE}`; database, user and",
+        f"  password `{containers.DATABASE}`.",
+    ]
 
 
 def write(path: Path = DOC) -> Path:
