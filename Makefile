@@ -44,13 +44,13 @@ demo: $(STAMP)
 
 # Regenerates otc/contracts from proto/; tests fail when the committed code is stale.
 proto: $(STAMP)
-	$(BIN)/python -m otc.codegen
+	$(BIN)/python -m stack.codegen
 
 # Regenerates the drawn state machine and the configuration reference; tests fail
 # when the committed ones are stale.
 docs: $(STAMP)
 	$(BIN)/python -m order_core.domain.diagram > docs/order-lifecycle.md
-	$(BIN)/python -m otc.config_docs
+	$(BIN)/python -m stack.config_docs
 	$(BIN)/python -m rfq_service.entrypoints.openapi
 
 clean:

@@ -1,2 +1,3 @@
 """Shared kernel of the OTC RFQ platform: settings, clock, money, the Kafka bus,
-the outbox relay, logging and metrics, the embedded infrastructure and the `otc` CLI."""
+the outbox relay, logging and metrics. It imports no service and nothing of the
+composition root (`stack`), which runs the platform on it."""

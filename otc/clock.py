@@ -32,7 +32,3 @@ class ManualClock:
 
 def to_millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def from_millis(millis: int) -> datetime:
-    return datetime.fromtimestamp(millis / 1000, UTC)

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default="INFO", description="lowest level logged: DEBUG, INFO, WARNING or ERROR"
     )
 
+    infra: Literal["embedded", "external", "containers"] = Field(
+        default="embedded",
+        description="what `otc up` and the tests run on: `embedded` servers for each URL not "
+        "set, only the `external` URLs, or Docker `containers` (testcontainers) for each not set",
+    )
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL (postgresql://user:pass@host/db); unset, `otc up` starts one",

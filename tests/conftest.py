@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.db import make_engine
-from otc.infra.platform import Endpoints, Platform
-from otc.infra.processes import free_port
 from otc.settings import Settings
+from stack.infra.platform import Platform
+from stack.infra.processes import free_port
+from stack.infra.provider import Endpoints
 from tests.e2e_helpers import SERVICE_ENV
 
 # Tests run on any day of the week, FX weekends included; set before any settings

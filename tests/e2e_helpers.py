@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from otc.auth import Role, mint_token
 from otc.clock import SystemClock
-from otc.infra.platform import Platform
+from stack.infra.platform import Platform
 
 # Short enough that expiry tests wait little, long enough for a loaded CI machine.
 TEST_QUOTE_TTL_MS = 4000

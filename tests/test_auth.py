@@ -31,8 +31,8 @@ from otc.auth import (
     mint_token,
     verify_token,
 )
-from otc.cli import app
 from otc.settings import DEV_JWT_SECRET, Settings, get_settings
+from stack.cli import app
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 NOW = datetime.now(UTC)

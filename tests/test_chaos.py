@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from otc.chaos import Chaos, Report, Rfq, drill
-from otc.chaos.kills import kill_service, kill_services, read_services
-from otc.invariants import Break
 from otc.settings import Settings
+from stack.chaos import Chaos, Report, Rfq, drill
+from stack.chaos.kills import kill_service, kill_services, read_services
+from stack.invariants import Break
 
 
 def _report(
@@ -96,7 +96,7 @@ def _start(started: list[subprocess.Popen[bytes]], *argv: str) -> subprocess.Pop
 def test_only_a_process_started_as_one_of_our_services_is_killed(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    service = _start(processes, "otc.cli", "price-feed")  # as the platform starts one
+    service = _start(processes, "stack.cli", "price-feed")  # as the platform starts one
     stranger = _start(processes, "postgres")
 
     assert not kill_service(stranger.pid)
@@ -117,7 +117,7 @@ async def test_kills_follow_the_seed_and_never_signal_a_dead_pid_again(
     expected: dict[str, int],
     spared: int,
 ) -> None:
-    services = {f"svc-{n}": _start(processes, "otc.cli", f"svc-{n}").pid for n in range(4)}
+    services = {f"svc-{n}": _start(processes, "stack.cli", f"svc-{n}").pid for n in range(4)}
     services_file = tmp_path / "services.json"
     services_file.write_text(json.dumps(services))
     said: list[str] = []

@@ -3,9 +3,9 @@ restart of the edge (from a snapshot), and misses nothing of its RFQs either way
 
 from __future__ import annotations
 
-from otc.client import TraderClient
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 
 FINAL = ("SETTLED", "SETTLEMENT_FAILED", "QUOTED", "EXPIRED")

@@ -7,12 +7,12 @@ import pytest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from otc.config_docs import DOC, UndocumentedSettingError, document
 from otc.settings import Settings
+from stack.config_docs import DOC, UndocumentedSettingError, document
 
 
 def test_the_committed_reference_is_generated_from_the_current_settings() -> None:
-    assert DOC.read_text() == document(), "regenerate: python -m otc.config_docs (make docs)"
+    assert DOC.read_text() == document(), "regenerate: python -m stack.config_docs (make docs)"
 
 
 def test_every_setting_is_in_the_reference_with_its_default() -> None:

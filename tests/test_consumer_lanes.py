@@ -15,7 +15,7 @@ from otc.bus.producer import Publisher
 from otc.contracts import events_pb2
 from otc.errors import NotYetKnown
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
+from stack.infra.provider import Endpoints
 
 
 async def test_a_waiting_message_does_not_stop_other_partitions(endpoints: Endpoints) -> None:

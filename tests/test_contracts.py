@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from otc.bus.envelope import InvalidMessage, decode, encode
-from otc.codegen import stale_files
 from otc.contracts import envelope_pb2, events_pb2
+from stack.codegen import stale_files
 
 
 def test_committed_generated_code_matches_the_proto_files() -> None:

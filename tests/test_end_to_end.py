@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 from rich.console import Console
 
-from otc.client import TraderClient
-from otc.demo import best_quote, run_demo
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.demo import best_quote, run_demo
+from stack.infra.platform import Platform
 from tests.e2e_helpers import TEST_QUOTE_TTL_MS, base_url, token_for
 
 

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from otc.infra import processes
-from otc.infra.processes import free_port
+from stack.infra import processes
+from stack.infra.processes import free_port
 
 
 def test_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() -> None:

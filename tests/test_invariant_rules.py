@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 import pytest
 
 from order_core.domain.audit import ChainBreak
-from otc.invariants.rules import find_breaks
-from otc.invariants.snapshot import (
+from risk_limits.domain.credit import Hold, LineKey
+from stack.invariants.rules import find_breaks
+from stack.invariants.snapshot import (
     AccountRow,
     Break,
     JournalSum,
@@ -23,7 +24,6 @@ from otc.invariants.snapshot import (
     Snapshot,
     TradeRow,
 )
-from risk_limits.domain.credit import Hold, LineKey
 
 NOW = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=30)

@@ -16,14 +16,14 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
 
-from otc.cli import app
-from otc.client import TraderClient
 from otc.db import make_engine
-from otc.demo import best_quote
 from otc.ids import new_id
-from otc.infra.platform import Platform
-from otc.invariants import check_invariants
 from otc.migrate import upgrade
+from stack.cli import app
+from stack.client import TraderClient
+from stack.demo import best_quote
+from stack.infra.platform import Platform
+from stack.invariants import check_invariants
 from tests.e2e_helpers import base_url, token_for
 from tests.invariant_world import database_of, scratch_database, write_world
 

@@ -14,10 +14,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from otc.bus import topics
-from otc.client import TraderClient
-from otc.demo import best_quote
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.demo import best_quote
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 
 Labels = frozenset[tuple[str, str]]

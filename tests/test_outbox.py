@@ -20,9 +20,9 @@ from otc.bus.producer import Publisher
 from otc.clock import SystemClock
 from otc.contracts import events_pb2
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
 from otc.outbox import OutboxRelay, outbox_table, processed_events_table
 from otc.unit_of_work import OutboxTables, UnitOfWork
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap
 
 TOPIC = "market.prices"  # any existing topic; the tap filters on its own keys

@@ -15,9 +15,9 @@ from otc.bus.producer import Publisher
 from otc.bus.topics import MARKET_PRICES
 from otc.clock import SystemClock
 from otc.contracts import events_pb2
-from otc.infra.platform import Endpoints
 from otc.instruments import INSTRUMENTS, Instrument
-from otc.price_feed import PriceFeed, RandomWalk
+from stack.infra.provider import Endpoints
+from stack.price_feed import PriceFeed, RandomWalk
 from tests.kafka_tap import KafkaTap
 
 

@@ -12,7 +12,6 @@ import pytest
 from redis.asyncio import Redis
 
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
 from otc.quote_book import (
     ChangeOutcome,
     Fate,
@@ -23,6 +22,7 @@ from otc.quote_book import (
     live_key,
     quote_key,
 )
+from stack.infra.provider import Endpoints
 
 ROUNDS = 40  # two calls a round, all at once: under the client's 100 connections
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from otc.infra.platform import Platform
-from otc.infra.supervisor import Backoff, Supervisor, first_exit
+from stack.infra.platform import Platform
+from stack.infra.supervisor import Backoff, Supervisor, first_exit
 
 SERVICE = "price-feed"
 

@@ -25,12 +25,12 @@ from otc.bus.producer import Publisher
 from otc.clock import SystemClock
 from otc.contracts import events_pb2
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
-from otc.infra.processes import free_port
 from otc.outbox import OutboxRelay, outbox_table, processed_events_table
 from otc.settings import Settings
 from otc.unit_of_work import OutboxTables, UnitOfWork
 from risk_limits.bootstrap import build as build_risk
+from stack.infra.processes import free_port
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap
 
 Handled = asyncio.Queue[tuple[str, SpanContext]]

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
+from otc import endpoints
 from otc.bus.producer import Publisher
 from otc.clock import SystemClock
 from otc.logging import configure
 from otc.quote_book import QuoteBook
 from otc.redis_client import connect as connect_redis
 from otc.service import EXIT_CUT_OFF, ShutdownCutOff, serve
-from otc.settings import Settings, get_settings
+from otc.settings import get_settings
 from quoting_service.adapters.protection import ProtectionWindow
 from quoting_service.service_layer.halts import Controls
 
@@ -94,8 +94,8 @@ def status(maker: Maker) -> None:
 
 def _with_controls(action: Callable[[Controls], Awaitable[T]]) -> T:
     settings = get_settings()
-    redis_url = settings.redis_url or _recorded(settings, "redis_url")
-    bootstrap = settings.kafka_bootstrap or _recorded(settings, "kafka_bootstrap")
+    redis_url = endpoints.redis_url(settings)
+    bootstrap = endpoints.kafka_bootstrap(settings)
     if not redis_url or not bootstrap:
         console.print("[red]where Redis and Kafka run is unknown[/red]: set OTC_REDIS_URL and ")
         console.print("OTC_KAFKA_BOOTSTRAP, or run this beside `otc up`")
@@ -115,14 +115,3 @@ def _with_controls(action: Callable[[Controls], Awaitable[T]]) -> T:
             await redis.aclose()
 
     return asyncio.run(main())
-
-
-def _recorded(settings: Settings, key: str) -> str | None:
-    """What `otc up` wrote down about the servers it runs, if it did."""
-    from otc.cli import ENDPOINTS_FILE
-
-    path = settings.state_dir / ENDPOINTS_FILE
-    if not path.exists():
-        return None
-    recorded: dict[str, str] = json.loads(path.read_text())
-    return recorded.get(key)

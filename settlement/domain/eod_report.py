@@ -49,7 +49,7 @@ class Check(StrEnum):
     CREDIT_FREED = "credit_freed"  # credit in use belongs to a trade waiting to settle
     LINE_USED = "line_used"  # a line's used credit is what its reservations hold
     RFQ_OPEN = "rfq_open"  # no RFQ of the day is open after the close
-    INVARIANT = "invariant"  # a platform invariant (otc.invariants) holds, whatever the day
+    INVARIANT = "invariant"  # a platform invariant (stack.invariants) holds, whatever the day
 
 
 @dataclass(frozen=True, slots=True)

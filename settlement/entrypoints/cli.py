@@ -23,12 +23,12 @@ from rich.table import Table
 
 from otc.clock import SystemClock
 from otc.db import make_engine
+from otc.endpoints import database_url
 from otc.errors import DomainError
 from otc.ids import new_id
 from otc.logging import configure
 from otc.money import fmt
 from otc.settings import get_settings
-from settlement.entrypoints.endpoints import database_url
 from settlement.entrypoints.eod import eod_command
 from settlement.service_layer import funding
 from settlement.service_layer.unit_of_work import SettlementUnitOfWork

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,14 +31,19 @@ import typer
 from otc.auth import AuthConfigError, Role, TokenMinter
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
+from otc.endpoints import database_url, kafka_bootstrap, recorded
 from otc.logging import configure
 from otc.settings import Settings, get_settings
 from settlement.adapters.order_core import OrderCore, OrderCoreUnavailable
 from settlement.adapters.risk import Risk, RiskUnavailable
 from settlement.bootstrap import rules
 from settlement.domain.eod_report import Report, TradingDay
-from settlement.entrypoints.endpoints import database_url, kafka_bootstrap, recorded
-from settlement.service_layer.end_of_day import DayNotClosed, EndOfDay, run_end_of_day
+from settlement.service_layer.end_of_day import (
+    DayNotClosed,
+    EndOfDay,
+    InvariantCheck,
+    run_end_of_day,
+)
 
 OK, BREAKS, FAILED = 0, 1, 2
 TOKEN_TTL = timedelta(hours=1)
@@ -90,6 +96,7 @@ async def close_day(
     settings: Settings,
     *,
     clock: Clock,
+    invariants: InvariantCheck,
     settle_wait_s: float = 30.0,
 ) -> EndOfDay:
     # The verifier checks the token against its own wall clock, whatever day is closed.
@@ -107,6 +114,7 @@ async def close_day(
             ),
             risk=Risk(targets.risk_target),
             retry=rules(settings).retry,
+            invariants=invariants,
             settle_wait_s=settle_wait_s,
         )
     finally:
@@ -129,42 +137,53 @@ def write_report(report: Report, out: Path) -> tuple[Path, Path]:
     return paths
 
 
-def eod_command(
-    date_: Annotated[
-        str, typer.Option("--date", help="the business day: YYYY-MM-DD, today or yesterday")
-    ] = "yesterday",
-    out: Annotated[
-        Path | None, typer.Option(help="folder of the reports (default: OTC_STATE_DIR/reports)")
-    ] = None,
-    risk_target: Annotated[str | None, typer.Option(help="host:port of the credit service")] = None,
-    audit_url: Annotated[
-        str | None, typer.Option(help="base URL of order_core's audit API (or the edge's)")
-    ] = None,
-    wait: Annotated[
-        float, typer.Option(help="seconds a break that may be in flight gets to resolve")
-    ] = 30.0,
-) -> None:
-    """Close a trading day: expire open RFQs, expire credit left frozen, settle due
-    value-date instructions, reconcile the books; exit 1 on a break."""
-    settings = get_settings()
-    configure("otc-eod", fmt=settings.log_format, level="WARNING")
-    clock = SystemClock()
-    day = TradingDay(business_date(date_, clock.now().date()))
-    where = targets(settings, risk_target=risk_target, audit_url=audit_url)
-    try:
-        result = asyncio.run(close_day(day, where, settings, clock=clock, settle_wait_s=wait))
-    except (DayNotClosed, OrderCoreUnavailable, RiskUnavailable, AuthConfigError) as exc:
-        typer.echo(f"end of day {day.date} not run: {exc}", err=True)
-        raise typer.Exit(FAILED) from None
-    for line in result.done:
-        typer.echo(line)
-    report = result.report
-    json_path, csv_path = write_report(report, out or settings.state_dir / "reports")
-    summary = ", ".join(f"{k} {v}" for k, v in report.summary.items())
-    typer.echo(f"{day.date}: {summary}")
-    for b in report.breaks[:20]:
-        typer.echo(f"BREAK {b.check.value}: {b.subject}: {b.cause}")
-    if len(report.breaks) > 20:
-        typer.echo(f"... and {len(report.breaks) - 20} more in the report")
-    typer.echo(f"report: {json_path} {csv_path}")
-    raise typer.Exit(OK if report.ok else BREAKS)
+def eod_command(invariants: InvariantCheck) -> Callable[..., None]:
+    """The `otc eod` command, judging the books with the platform's invariant check."""
+
+    def eod(
+        date_: Annotated[
+            str, typer.Option("--date", help="the business day: YYYY-MM-DD, today or yesterday")
+        ] = "yesterday",
+        out: Annotated[
+            Path | None, typer.Option(help="folder of the reports (default: OTC_STATE_DIR/reports)")
+        ] = None,
+        risk_target: Annotated[
+            str | None, typer.Option(help="host:port of the credit service")
+        ] = None,
+        audit_url: Annotated[
+            str | None, typer.Option(help="base URL of order_core's audit API (or the edge's)")
+        ] = None,
+        wait: Annotated[
+            float, typer.Option(help="seconds a break that may be in flight gets to resolve")
+        ] = 30.0,
+    ) -> None:
+        """Close a trading day: expire open RFQs, expire credit left frozen, settle due
+        value-date instructions, reconcile the books; exit 1 on a break."""
+        settings = get_settings()
+        configure("otc-eod", fmt=settings.log_format, level="WARNING")
+        clock = SystemClock()
+        day = TradingDay(business_date(date_, clock.now().date()))
+        where = targets(settings, risk_target=risk_target, audit_url=audit_url)
+        try:
+            result = asyncio.run(
+                close_day(
+                    day, where, settings, clock=clock, invariants=invariants, settle_wait_s=wait
+                )
+            )
+        except (DayNotClosed, OrderCoreUnavailable, RiskUnavailable, AuthConfigError) as exc:
+            typer.echo(f"end of day {day.date} not run: {exc}", err=True)
+            raise typer.Exit(FAILED) from None
+        for line in result.done:
+            typer.echo(line)
+        report = result.report
+        json_path, csv_path = write_report(report, out or settings.state_dir / "reports")
+        summary = ", ".join(f"{k} {v}" for k, v in report.summary.items())
+        typer.echo(f"{day.date}: {summary}")
+        for b in report.breaks[:20]:
+            typer.echo(f"BREAK {b.check.value}: {b.subject}: {b.cause}")
+        if len(report.breaks) > 20:
+            typer.echo(f"... and {len(report.breaks) - 20} more in the report")
+        typer.echo(f"report: {json_path} {csv_path}")
+        raise typer.Exit(OK if report.ok else BREAKS)
+
+    return eod

@@ -4,7 +4,8 @@ In order: order_core expires the RFQs still open at the close (its own command,
 its own transitions), risk_limits expires the reservations left frozen past
 their deadline, settlement settles the instructions whose value date has come,
 then the three services' books are compared, and the platform's invariants
-(otc.invariants) are checked over one snapshot of all of them. Every step is
+(a check the caller hands in, since it reads every service's books) are checked
+over one snapshot of all of them. Every step is
 idempotent, so the batch is safe to run twice, and the report depends only on the
 books, so a second run over unchanged books writes the same report.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,7 +26,6 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.clock import Clock
-from otc.invariants import check_invariants
 from otc.logging import get_logger
 from settlement.domain.eod_report import Break, Check, Report, TradingDay
 from settlement.domain.instructions import RetryPolicy
@@ -53,6 +54,20 @@ class RiskPort(Protocol):
     async def credit_in_use(self) -> CreditView: ...
 
 
+class Finding(Protocol):
+    @property
+    def invariant(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
+
+
+class InvariantCheck(Protocol):
+    """The platform-wide invariant check over every service's books, as of `now`."""
+
+    async def __call__(self, engine: AsyncEngine, *, now: datetime) -> Sequence[Finding]: ...
+
+
 class DayNotClosed(ValueError):
     """The batch closes a day only once the day is over."""
 
@@ -71,6 +86,7 @@ async def run_end_of_day(
     order_core: OrderCorePort,
     risk: RiskPort,
     retry: RetryPolicy,
+    invariants: InvariantCheck,
     settle_wait_s: float = 30.0,
     reply_timeout_s: float = 30.0,
 ) -> EndOfDay:
@@ -98,7 +114,7 @@ async def run_end_of_day(
         await asyncio.sleep(REREAD_INTERVAL_S)
     # Judged as of the close, like the rest of the report: judged as of now, a row
     # younger than the grace at one run would be a break at the next over the same books.
-    found = await check_invariants(engine, now=day.close)
+    found = await invariants(engine, now=day.close)
     report = report.with_breaks(Break(Check.INVARIANT, b.invariant, b.detail) for b in found)
     for b in report.breaks:
         EOD_BREAKS.labels(b.check.value).inc()

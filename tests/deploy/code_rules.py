@@ -1,6 +1,6 @@
 """Rules that tie the manifests to the code they deploy: the topics of
 otc/bus/topics.py, the settings of otc/settings.py, the `otc` commands, and the
-services and demo makers that otc/infra/platform.py runs. Like rules.py, each
+services and demo makers that stack/infra/platform.py runs. Like rules.py, each
 returns violations.
 """
 
@@ -14,8 +14,8 @@ import typer
 from pydantic import ValidationError
 
 from otc.bus.topics import ALL_TOPICS
-from otc.infra.platform import DEMO_MAKERS, Platform
 from otc.settings import Settings
+from stack.infra.platform import DEMO_MAKERS, Platform
 from tests.deploy.render import Obj, ref
 from tests.deploy.rules import (
     containers,
@@ -101,7 +101,7 @@ def settings_violations(objs: list[Obj]) -> list[str]:
 def command_violations(objs: list[Obj]) -> list[str]:
     """Every container of our image runs an `otc` command with arguments that
     command accepts (parsed by the real CLI, without running it)."""
-    from otc.cli import app
+    from stack.cli import app
 
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
@@ -147,7 +147,7 @@ def _option(args: list[str], name: str) -> str | None:
 
 
 def maker_violations(objs: list[Obj]) -> list[str]:
-    """A quoter Deployment for each demo maker of otc/infra/platform.py, with
+    """A quoter Deployment for each demo maker of stack/infra/platform.py, with
     its strategy; every strategy importable; OTC_MAKERS naming every quoter."""
     out = []
     quoters: dict[str, str | None] = {}

@@ -50,7 +50,7 @@ def test_the_runtime_runs_otc_as_the_manifests_non_root_user() -> None:
     entrypoints = [json.loads(arg) for k, arg in runtime if k == "ENTRYPOINT"]
     assert entrypoints == [["otc"]]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["otc"] == "otc.cli:app"
+    assert scripts["otc"] == "stack.cli:app"
 
 
 def test_local_state_stays_out_of_the_build_context() -> None:

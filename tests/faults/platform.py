@@ -19,13 +19,13 @@ from pathlib import Path
 import httpx
 
 from otc.db import make_engine
-from otc.infra.kafka import EmbeddedKafka
-from otc.infra.platform import Platform
-from otc.infra.postgres import EmbeddedPostgres
-from otc.infra.processes import Child, free_port
-from otc.infra.valkey import EmbeddedValkey
-from otc.invariants import Break, check_invariants
 from otc.settings import Settings
+from stack.infra.kafka import EmbeddedKafka
+from stack.infra.platform import Platform
+from stack.infra.postgres import EmbeddedPostgres
+from stack.infra.processes import Child, free_port
+from stack.infra.valkey import EmbeddedValkey
+from stack.invariants import Break, check_invariants
 from tests.e2e_helpers import SERVICE_ENV
 from tests.faults.proxy import TcpProxy
 

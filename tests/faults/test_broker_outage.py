@@ -16,8 +16,8 @@ from otc.bus.envelope import Message
 from otc.bus.producer import Publisher
 from otc.bus.topics import MARKET_PRICES
 from otc.contracts import events_pb2
-from otc.infra.kafka import EmbeddedKafka, ensure_topics
-from otc.infra.processes import free_port
+from stack.infra.kafka import EmbeddedKafka, ensure_topics
+from stack.infra.processes import free_port
 from tests.faults.proxy import TcpProxy
 
 

@@ -21,9 +21,9 @@ from otc.clock import SystemClock
 from otc.contracts import events_pb2
 from otc.db import CONNECT_TIMEOUT_S, make_engine
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
 from otc.outbox import outbox_table, processed_events_table
 from otc.unit_of_work import OutboxTables, UnitOfWork
+from stack.infra.provider import Endpoints
 from tests.faults.proxy import TcpProxy
 
 MESSAGES = 120

@@ -29,16 +29,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from otc.bus.envelope import decode
-from otc.client import TraderClient
 from otc.contracts import events_pb2 as ev
-from otc.demo import best_quote
 from otc.ids import new_id
-from otc.infra.platform import Endpoints, Platform
-from otc.infra.processes import Child, free_port
 from otc.service import ShutdownCutOff, serve
 from otc.settings import Settings
 from risk_limits.bootstrap import build as build_risk
 from risk_limits.entrypoints.grpc_server import SERVICE_NAME as RISK_SERVICE
+from stack.client import TraderClient
+from stack.demo import best_quote
+from stack.infra.platform import Platform
+from stack.infra.processes import Child, free_port
+from stack.infra.provider import Endpoints
 from tests.e2e_helpers import base_url, token_for
 
 # -- serve, in-process ------------------------------------------------------------

@@ -13,8 +13,8 @@ from order_core.adapters.risk_client import RiskClient
 from order_core.service_layer.dependencies import Dependencies
 from otc.clock import SystemClock
 from otc.db import make_engine
-from otc.infra.platform import Platform
 from otc.quote_book import QuoteBook
+from stack.infra.platform import Platform
 from tests.order_core.makers import new_maker
 
 

@@ -17,8 +17,8 @@ from otc.contracts import events_pb2 as ev
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.ids import derived_id, new_id
-from otc.infra.platform import Platform
 from otc.quote_book import StoredQuote
+from stack.infra.platform import Platform
 from tests.order_core.scenario import TRADER, accept, deliver, message, order_state, rows
 
 

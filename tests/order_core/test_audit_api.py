@@ -42,10 +42,10 @@ from otc.clock import SystemClock
 from otc.db import make_engine
 from otc.errors import OtcError
 from otc.ids import new_id
-from otc.infra.platform import Platform
-from otc.infra.processes import free_port
 from otc.settings import get_settings
 from rfq_service.entrypoints.audit_proxy import audit_router
+from stack.infra.platform import Platform
+from stack.infra.processes import free_port
 from tests.e2e_helpers import token_for
 
 STATE = "otc.v1.OrderStateChanged"

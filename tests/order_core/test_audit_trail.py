@@ -25,12 +25,13 @@ from order_core.domain.audit import (
     plain_json,
 )
 from order_core.entrypoints.audit_cli import audit_app, verify_chain
-from otc.client import TraderClient
 from otc.db import make_engine
-from otc.demo import best_quote
 from otc.ids import new_id
-from otc.infra.platform import Endpoints, Platform
 from otc.settings import get_settings
+from stack.client import TraderClient
+from stack.demo import best_quote
+from stack.infra.platform import Platform
+from stack.infra.provider import Endpoints
 from tests.e2e_helpers import base_url, token_for
 
 STATE_CHANGED = "otc.v1.OrderStateChanged"

@@ -11,11 +11,11 @@ import time
 import asyncpg
 
 from otc.bus.topics import LASTLOOK_RESPONSES
-from otc.client import TraderClient
 from otc.contracts import events_pb2
-from otc.demo import best_quote
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.demo import best_quote
+from stack.infra.platform import Platform
 from tests.e2e_helpers import SERVICE_ENV, base_url, token_for
 from tests.kafka_tap import KafkaTap
 

@@ -31,7 +31,7 @@ from otc.contracts import events_pb2 as ev
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.ids import derived_id
-from otc.infra.platform import Platform
+from stack.infra.platform import Platform
 from tests.order_core.makers import (
     answer,
     audited,

@@ -10,10 +10,10 @@ from typing import Any
 
 from order_core.service_layer.dependencies import Dependencies
 from otc.bus import topics
-from otc.client import TraderClient
-from otc.demo import best_quote
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.demo import best_quote
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 from tests.kafka_tap import KafkaTap
 from tests.order_core.scenario import deliver, rows

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from otc.bus.topics import RFQ_QUOTES
 from otc.contracts import events_pb2
-from otc.infra.platform import Endpoints
 from otc.quote_book import PutOutcome, QuoteBook, StoredQuote, TakeOutcome
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap, Seen
 
 
@@ -36,7 +36,7 @@ async def otc(endpoints: Endpoints, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "otc.cli",
+        "stack.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

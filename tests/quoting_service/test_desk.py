@@ -23,7 +23,6 @@ from otc.bus.producer import Publisher
 from otc.bus.topics import LASTLOOK_RESPONSES, RFQ_QUOTES
 from otc.clock import SystemClock
 from otc.contracts import events_pb2
-from otc.infra.platform import Endpoints
 from otc.instruments import INSTRUMENTS, Instrument
 from otc.quote_book import QuoteBook, TakeOutcome
 from quoting_service.adapters.contracts import LastLook
@@ -33,6 +32,7 @@ from quoting_service.domain.protection import ProtectionLimits
 from quoting_service.service_layer.desk import Cause, MakerDesk, Protection, Refused
 from quoting_service.service_layer.halts import Controls
 from quoting_service.strategy import MarketView, Quote, RfqView, Side, TradeView
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap, Seen
 from tests.quoting_service.announce import announce
 

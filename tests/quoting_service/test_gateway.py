@@ -35,13 +35,13 @@ from otc.bus.topics import (
     RFQ_REQUESTS,
 )
 from otc.contracts import events_pb2
-from otc.infra.platform import Endpoints
-from otc.infra.processes import free_port
 from otc.instruments import INSTRUMENTS
 from otc.quote_book import QuoteBook, TakeOutcome
 from otc.settings import Settings
 from quoting_service.bootstrap import build_gateway
 from quoting_service.entrypoints.gateway import MmGateway
+from stack.infra.processes import free_port
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap, Seen
 from tests.quoting_service.announce import announce
 

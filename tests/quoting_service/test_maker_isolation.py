@@ -16,8 +16,8 @@ import websockets
 
 from otc.auth import Role
 from otc.bus.topics import LASTLOOK_REQUESTS, RFQ_REQUESTS
-from otc.client import TraderClient
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 from tests.kafka_tap import KafkaTap, Seen
 

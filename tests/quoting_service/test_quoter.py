@@ -33,12 +33,12 @@ from otc.bus.topics import (
 from otc.clock import to_millis
 from otc.contracts import events_pb2
 from otc.ids import derived_id
-from otc.infra.platform import Endpoints
 from otc.instruments import INSTRUMENTS
 from otc.quote_book import StoredQuote, quote_key
 from otc.settings import Settings
 from quoting_service.bootstrap import build
 from quoting_service.entrypoints.quoter import Quoter
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap, Seen
 from tests.quoting_service.announce import announce
 

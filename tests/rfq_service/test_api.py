@@ -13,7 +13,7 @@ from otc.auth import Role
 from otc.bus import topics
 from otc.bus.producer import Publisher
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 from tests.kafka_tap import KafkaTap
 

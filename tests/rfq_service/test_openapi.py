@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from otc.auth import Role
-from otc.infra.platform import Platform
 from rfq_service.entrypoints.openapi import TARGET, render
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 
 EXAMPLES = 25

@@ -9,9 +9,9 @@ from decimal import Decimal
 import httpx
 
 from otc.auth import Role
-from otc.client import TraderClient
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 
 

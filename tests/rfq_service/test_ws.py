@@ -23,14 +23,14 @@ from otc.bus.requests import Replies
 from otc.clock import SystemClock
 from otc.http_server import http_server
 from otc.ids import new_id
-from otc.infra.platform import Platform
-from otc.infra.processes import free_port
 from otc.rate_limit import TokenBuckets
 from rfq_service.entrypoints.http import create_app
 from rfq_service.entrypoints.hub import Hub
 from rfq_service.entrypoints.ws import SocketDeps
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard
+from stack.infra.platform import Platform
+from stack.infra.processes import free_port
 from tests.e2e_helpers import base_url, token_for
 
 Ws = Any

@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from otc.clock import Clock
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
-from otc.infra.platform import Endpoints
-from otc.infra.processes import free_port
 from otc.migrate import upgrade
 from otc.service import Service
 from otc.settings import Settings
 from risk_limits.bootstrap import build
+from stack.infra.processes import free_port
+from stack.infra.provider import Endpoints
 
 # The async stub type exists only in the generated stubs, not at run time.
 Stub: TypeAlias = "pb_grpc.RiskLimitsAsyncStub"

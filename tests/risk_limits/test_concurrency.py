@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
-from otc.infra.platform import Endpoints
-from otc.infra.processes import free_port
+from stack.infra.processes import free_port
+from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import (
     Running,
     Stub,

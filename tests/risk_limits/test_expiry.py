@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from otc.clock import ManualClock
 from otc.db import make_engine
 from otc.errors import Conflict
-from otc.infra.platform import Endpoints
 from risk_limits.domain import commands
 from risk_limits.domain.errors import IllegalTransition, ReservationExpired
 from risk_limits.domain.reservation import Status
@@ -27,6 +26,7 @@ from risk_limits.service_layer.credit_lines import get_exposure, set_credit_line
 from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.freezing import freeze
 from risk_limits.service_layer.settling import SWEEP_BATCH, commit, expire_overdue
+from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import private_database, rid
 
 TTL = timedelta(seconds=30)

@@ -12,9 +12,9 @@ import asyncio
 import pytest
 from typer.testing import CliRunner, Result
 
-from otc.infra.platform import Endpoints
-from risk_limits.bench import run_risk_bench
 from risk_limits.entrypoints.cli import risk_app
+from stack.bench.credit import run_risk_bench
+from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import Running, name
 
 

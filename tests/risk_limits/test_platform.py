@@ -18,12 +18,12 @@ import grpc
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from otc.client import TraderClient
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.ids import new_id
-from otc.infra.platform import Platform
 from risk_limits.domain.currency import round_up
 from settlement.seed import seed_demo_balances
+from stack.client import TraderClient
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 from tests.risk_limits.conftest import (
     amounts,

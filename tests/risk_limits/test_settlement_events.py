@@ -21,8 +21,8 @@ from otc.bus.topics import SETTLEMENT_EVENTS
 from otc.contracts import events_pb2
 from otc.contracts import risk_limits_pb2 as pb
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
 from risk_limits.entrypoints.consumer import trade_outcome_command
+from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import (
     Running,
     Stub,

@@ -51,12 +51,12 @@ from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.db import make_engine
 from otc.errors import Conflict
-from otc.infra.platform import Endpoints
 from risk_limits.domain import commands
 from risk_limits.entrypoints.grpc_server import RiskLimitsServicer
 from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.settling import expire_overdue
 from risk_limits.service_layer.trade_outcomes import record_trade_outcome
+from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import (
     Stub,
     assert_books_balance,

@@ -13,11 +13,11 @@ from typing import Any
 
 import grpc
 
-from otc.client import TraderClient
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.ids import new_id
-from otc.infra.platform import Platform
+from stack.client import TraderClient
+from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url, token_for
 
 MAKER = "MM-1"

@@ -20,11 +20,11 @@ from otc.bus.producer import Publisher
 from otc.bus.topics import SETTLEMENT_EVENTS, TRADE_CONFIRMED, dlq
 from otc.clock import SystemClock
 from otc.ids import new_id
-from otc.infra.platform import Endpoints
 from otc.service import Service
 from otc.settings import Settings
 from settlement.bootstrap import build
 from settlement.domain.ledger import Account
+from stack.infra.provider import Endpoints
 from tests.kafka_tap import KafkaTap, Seen
 from tests.settlement.helpers import (
     FAILED,

@@ -19,16 +19,18 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from otc.client import TraderClient
 from otc.clock import ManualClock
 from otc.ids import new_id
-from otc.infra.platform import Endpoints, Platform
 from otc.instruments import INSTRUMENTS
 from settlement.domain.eod_report import Break, Check, Report, TradingDay
 from settlement.entrypoints.eod import Targets, close_day, write_report
 from settlement.seed import seed_demo_balances
 from settlement.service_layer import funding
 from settlement.service_layer.handlers import Outcome
+from stack.client import TraderClient
+from stack.infra.platform import Platform
+from stack.infra.provider import Endpoints
+from stack.invariants import check_invariants
 from tests.e2e_helpers import base_url, token_for
 from tests.settlement.deals import credit_freed, deal, trader_with_credit
 from tests.settlement.helpers import (
@@ -60,6 +62,7 @@ async def close_today(platform: Platform, endpoints: Endpoints) -> tuple[list[st
         targets(platform, endpoints),
         platform.settings,
         clock=ManualClock(TODAY.close + timedelta(minutes=1)),
+        invariants=check_invariants,
         settle_wait_s=5,
     )
     return result.done, result.report
@@ -145,6 +148,7 @@ async def test_the_invariants_are_judged_as_of_the_close_not_as_of_the_run(
             targets(platform, endpoints),
             platform.settings,
             clock=ManualClock(TODAY.start),
+            invariants=check_invariants,
             settle_wait_s=5,
         )
     finally:
@@ -255,7 +259,7 @@ def test_otc_eod_refuses_an_open_day_and_writes_the_same_report_twice(
             [
                 sys.executable,
                 "-m",
-                "otc.cli",
+                "stack.cli",
                 "eod",
                 "--date",
                 date,

@@ -15,10 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from otc.errors import Conflict, NotFound, ValidationFailed
-from otc.infra.platform import Endpoints
 from settlement.adapters.tables import journals, ledger_entries
 from settlement.domain.ledger import EXTERNAL, Account
 from settlement.service_layer import funding
+from stack.infra.provider import Endpoints
 from tests.settlement.helpers import balances_of, demo, funded_parties, uow
 
 
@@ -116,7 +116,7 @@ def test_otc_ledger_deposits_once_per_reference_and_shows_balances(endpoints: En
 
     def otc(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "otc.cli", "ledger", *args],
+            [sys.executable, "-m", "stack.cli", "ledger", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -10,10 +10,10 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from otc.infra.platform import Platform
 from settlement.domain.ledger import Account
 from settlement.seed import seed_demo_balances
 from settlement.service_layer import funding
+from stack.infra.platform import Platform
 from tests.settlement.deals import MAKER, credit_freed, deal, trader_with_credit
 from tests.settlement.helpers import balances_of, demo, ledger_of, trade_row, uow
 

@@ -1,0 +1,245 @@
+"""The quoting runtime's figures for `otc bench`: how many quotes per second one
+quoting process sustains, and how long an RFQ takes from being published to its
+quote being stored, beside what its floor costs in the same run: a bare Kafka
+produce-and-consume round trip and a bare Redis round trip.
+
+One quoting process of a maker made for the run (fixed spread) is started as its
+own OS process, as `otc up` starts them. Its RFQs are announced to order_core as
+the edge does (so their quotes are recorded, not held up as early) and expire on
+their own. A quote is published right after it is stored, so seeing it on
+`rfq.quotes` is when it was stored, plus one publish. It measures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from otc.bus.envelope import InvalidMessage, decode, encode
+from otc.bus.producer import Publisher
+from otc.bus.topics import ORDER_COMMANDS, RFQ_QUOTES, RFQ_REQUESTS
+from otc.contracts import events_pb2
+from stack.bench.platform import percentile
+from stack.infra.processes import Child, free_port
+
+STRATEGY = "quoting_service.strategies.fixed_spread:FixedSpread"
+READY_TIMEOUT_S = 90.0
+WAIT_S = 30.0
+
+
+class _Quotes:
+    """When each quote of the bench maker was seen on `rfq.quotes` (or, with
+    `topic`, when each record of that topic was read back)."""
+
+    def __init__(self, bootstrap: str, topic: str, maker: str = "") -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        self._topic = topic
+        self._maker = maker
+        self.seen: dict[str, float] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Quotes:
+        await self._consumer.start()
+        await self._consumer.topics()
+        parts = [
+            TopicPartition(self._topic, p)
+            for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())
+        ]
+        self._consumer.assign(parts)
+        await self._consumer.seek_to_end(*parts)
+        for tp in parts:
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _pump(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    try:
+                        payload = decode(record.value).payload
+                    except InvalidMessage:
+                        continue
+                    rfq_id = getattr(payload, "rfq_id", "")
+                    if not self._maker or getattr(payload, "maker", "") == self._maker:
+                        self.seen.setdefault(rfq_id, now)
+            if batches:
+                self._changed.set()
+
+    async def wait(self, rfq_ids: list[str]) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while any(r not in self.seen for r in rfq_ids) and time.monotonic() < deadline:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.5)
+
+
+def _rfq(maker: str) -> events_pb2.RfqRequested:
+    now = datetime.now(UTC)
+    rfq_id = str(uuid.uuid4())
+    rfq = events_pb2.RfqRequested(
+        rfq_id=rfq_id,
+        client_rfq_id=rfq_id,
+        requester="BENCH-TRADER",
+        instrument="BTC-USD",
+        side=events_pb2.SIDE_BUY,
+        quantity="0.1",
+        counterparties=[maker] if maker else [],
+    )
+    rfq.created_at.FromDatetime(now)
+    rfq.expires_at.FromDatetime(now + timedelta(seconds=30))
+    return rfq
+
+
+async def _send(publisher: Publisher, rfq: events_pb2.RfqRequested) -> float:
+    """Announces the RFQ to order_core, then sends it to the makers; returns when."""
+    await publisher.publish(ORDER_COMMANDS, rfq.rfq_id, rfq, correlation_id=rfq.rfq_id)
+    sent = time.perf_counter()
+    await publisher.publish(RFQ_REQUESTS, rfq.rfq_id, rfq, correlation_id=rfq.rfq_id)
+    return sent
+
+
+async def _start_quoter(maker: str, bootstrap: str, redis_url: str) -> Child:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "OTC_KAFKA_BOOTSTRAP": bootstrap,
+            "OTC_REDIS_URL": redis_url,
+            "OTC_OPS_PORT": str(port),
+            "OTC_LOG_LEVEL": "WARNING",
+        }
+    )
+    argv = [sys.executable, "-m", "stack.cli", "quoter", "--maker", maker, "--strategy", STRATEGY]
+    child = Child(f"bench-quoter-{maker}", argv, env=env)
+    child.start()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while time.monotonic() < deadline and child.alive():
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return child
+            await asyncio.sleep(0.2)
+    await asyncio.to_thread(child.stop)
+    raise RuntimeError("the bench's quoting process did not get ready")
+
+
+async def run_quoting_bench(
+    bootstrap: str, redis_url: str, *, rfqs: int = 500, samples: int = 200
+) -> list[str]:
+    """Runs the quoting figures against the platform's Kafka and Redis; returns the
+    lines to print."""
+    maker = f"BENCH-MM-{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(bootstrap, "quoting-bench")
+    await publisher.start()
+    quoter = await _start_quoter(maker, bootstrap, redis_url)
+    redis = Redis.from_url(redis_url)
+    try:
+        async with _Quotes(bootstrap, RFQ_QUOTES, maker) as quotes:
+            for _ in range(5):  # warm-up: connections, code paths
+                warm = _rfq(maker)
+                await _send(publisher, warm)
+                await quotes.wait([warm.rfq_id])
+            latency = await _latency(publisher, quotes, maker, samples)
+            per_s, burst_done = await _throughput(publisher, quotes, maker, rfqs)
+        kafka = await _kafka_round_trips(publisher, bootstrap, samples)
+        redis_ms = await _redis_round_trips(redis, samples)
+    finally:
+        await redis.aclose()
+        await asyncio.to_thread(quoter.stop)
+        await publisher.stop()
+    return [
+        f"quoting: one quoting process (maker {maker}, fixed spread)",
+        f"  quotes per second sustained        {per_s:8.0f}   ({burst_done} of {rfqs} at once)",
+        _line("RFQ published -> quote stored", latency),
+        _line("raw Kafka produce -> consume", kafka),
+        _line("raw Redis round trip (SET PX)", redis_ms),
+    ]
+
+
+async def _latency(publisher: Publisher, quotes: _Quotes, maker: str, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        rfq = _rfq(maker)
+        sent = await _send(publisher, rfq)
+        await quotes.wait([rfq.rfq_id])
+        if rfq.rfq_id in quotes.seen:
+            latencies.append((quotes.seen[rfq.rfq_id] - sent) * 1000)
+    return latencies
+
+
+async def _throughput(
+    publisher: Publisher, quotes: _Quotes, maker: str, count: int
+) -> tuple[float, int]:
+    burst = [_rfq(maker) for _ in range(count)]
+    await publisher.send_many([(ORDER_COMMANDS, r.rfq_id, _raw(publisher, r)) for r in burst])
+    started = time.perf_counter()
+    await publisher.send_many([(RFQ_REQUESTS, r.rfq_id, _raw(publisher, r)) for r in burst])
+    ids = [r.rfq_id for r in burst]
+    await quotes.wait(ids)
+    done = [quotes.seen[i] for i in ids if i in quotes.seen]
+    if not done:
+        return 0.0, 0
+    return len(done) / (max(done) - started), len(done)
+
+
+def _raw(publisher: Publisher, rfq: events_pb2.RfqRequested) -> bytes:
+    _, raw = encode(
+        rfq,
+        producer=publisher.producer_name,
+        occurred_at=datetime.now(UTC),
+        correlation_id=rfq.rfq_id,
+    )
+    return raw
+
+
+async def _kafka_round_trips(publisher: Publisher, bootstrap: str, count: int) -> list[float]:
+    """Publish one record and read it back: an RFQ addressed to no maker, which
+    nothing acts on."""
+    timings = []
+    async with _Quotes(bootstrap, RFQ_REQUESTS) as back:
+        for _ in range(count):
+            rfq = _rfq("")
+            started = time.perf_counter()
+            await publisher.publish(RFQ_REQUESTS, rfq.rfq_id, rfq, correlation_id=rfq.rfq_id)
+            await back.wait([rfq.rfq_id])
+            if rfq.rfq_id in back.seen:
+                timings.append((back.seen[rfq.rfq_id] - started) * 1000)
+    return timings
+
+
+async def _redis_round_trips(redis: Redis, count: int) -> list[float]:
+    timings = []
+    for i in range(count):
+        started = time.perf_counter()
+        await redis.set(f"bench:round-trip:{i % 8}", "x", px=1000)
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def _line(name: str, values: list[float]) -> str:
+    if not values:
+        return f"  {name:<34} not measured"
+    p50, p99 = percentile(values, 50), percentile(values, 99)
+    return f"  {name:<34} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (n={len(values)})"
