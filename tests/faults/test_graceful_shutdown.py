@@ -286,7 +286,7 @@ async def _sigterm_holding_an_accept(
                 "SELECT 1 FROM order_core.orders WHERE rfq_id = $1 FOR UPDATE", rfq["rfq_id"]
             )
             accept = asyncio.create_task(_accept(trader, rfq["rfq_id"], quotes))
-            await _until_blocked_by(blocker)
+            await _until_accept_blocked_by(blocker, rfq["rfq_id"])
             child.proc.send_signal(signal.SIGTERM)
             # what does not wait on the lock (the consumer's other lanes, the
             # relay) has time to finish first, as it would if it went first
@@ -302,15 +302,21 @@ async def _accept(trader: TraderClient, rfq_id: str, quotes: list[dict[str, Any]
     return Flight(rfq_id, status, body["command_id"])
 
 
-async def _until_blocked_by(blocker: asyncpg.Connection) -> None:
+async def _until_accept_blocked_by(blocker: asyncpg.Connection, rfq_id: str) -> None:
+    """Until the accept is in order_core's hands: it has frozen credit, which comes
+    right before its transaction, and something waits on the lock. A maker's later
+    quote on the same order waits on that lock too, and alone it would mean the
+    signal could come before order_core has even read the accept."""
     pid = await blocker.fetchval("SELECT pg_backend_pid()")
     for _ in range(int(WAIT_S * 10)):
         if await blocker.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", pid
+        ) and await blocker.fetchval(
+            "SELECT count(*) FROM risk.reservations WHERE rfq_id = $1", rfq_id
         ):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("order_core never reached the locked order")
+    raise AssertionError("order_core's accept never reached the locked order")
 
 
 async def _every_rfq_ends(
