@@ -1,29 +1,34 @@
-"""The audit trail's hash chain, without I/O: how a record is encoded, how it is
-chained to the one before it, and how a chain is checked.
+"""The audit trail's hash chains, without I/O: how a record is encoded, how it is
+chained to its RFQ's previous event, and what leaf it makes in the global log.
 
-Row n stores `hash = SHA-256(hash of row n-1 + canonical JSON of row n)`, hex, where
-the canonical JSON holds the row's `seq` and every field of its record. `seq` is
-hashed so that a row moved to another position, or the row after a deleted one,
-no longer hashes to what was stored, even when its `prev_hash` was rewritten to
-match. The first row chains from `GENESIS_HASH`.
+Each RFQ has its own chain: its n-th event stores
+`hash = SHA-256(hash of its event n-1 + canonical JSON of event n)`, hex, where the
+canonical JSON holds the event's `rfq_seq` (n) and every field of its record. The
+position is hashed so that an event moved within its chain, or the one after a
+deleted event, no longer hashes to what was stored even when its `prev_hash` was
+rewritten to match. An RFQ's first event chains from `GENESIS_HASH`.
 
 Canonical JSON is keys sorted, no whitespace, UTF-8 (no `\\u` escapes), decimals
 as plain strings and timestamps as ISO-8601 UTC with microseconds. Floats are
 refused: money never is one, and a float may not read back as the same text.
 
-A chain whose every row was recomputed by someone with write access still checks
-out; what detects that is comparing the head with a copy kept elsewhere.
+Chains recomputed by someone with write access still check out on their own;
+what catches that is the log's Merkle tree against checkpoints signed with a key
+the database does not hold (`order_core.domain.trail_verifier`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeAlias
+
+from order_core.domain.merkle import hash_leaf
 
 GENESIS_HASH = "0" * 64
 
@@ -50,18 +55,22 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChainedRecord:
-    """A record at its place in the chain, as stored."""
+    """A record at its place in its RFQ's chain, as stored."""
 
-    seq: int
+    rfq_seq: int
     record: AuditRecord
     prev_hash: str
     hash: str
 
 
 @dataclass(frozen=True, slots=True)
-class ChainBreak:
-    seq: int
-    reason: str
+class LoggedEvent:
+    """A chained record as a reader of the log gets it: its log index (None until
+    the sequencer has integrated it) and its Merkle leaf hash as stored."""
+
+    log_index: int | None
+    chained: ChainedRecord
+    leaf_hash: str
 
 
 def utc_iso(moment: datetime) -> str:
@@ -88,6 +97,20 @@ def plain_json(value: JsonValue) -> PlainJson:
     return [plain_json(v) for v in value]
 
 
+_UTC_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def parse_utc_iso(text: str) -> datetime:
+    """The inverse of `utc_iso`; ValueError for anything else, since another form
+    (an offset, a missing fraction) would not hash back to the same text."""
+    if not _UTC_ISO.fullmatch(text):
+        raise ValueError(
+            f"not an ISO 8601 UTC time with microseconds ending in Z "
+            f"(YYYY-MM-DDTHH:MM:SS.ffffffZ): {text!r}"
+        )
+    return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)
+
+
 def _key(key: object) -> str:
     if not isinstance(key, str):
         raise TypeError(f"audit record keys must be strings, got {key!r}")
@@ -104,9 +127,9 @@ def canonical_json(value: JsonValue) -> bytes:
     ).encode("utf-8")
 
 
-def hashed_fields(seq: int, record: AuditRecord) -> dict[str, JsonValue]:
+def hashed_fields(rfq_seq: int, record: AuditRecord) -> dict[str, JsonValue]:
     return {
-        "seq": seq,
+        "rfq_seq": rfq_seq,
         "rfq_id": record.rfq_id,
         "event_type": record.event_type,
         "occurred_at": record.occurred_at,
@@ -119,75 +142,29 @@ def hashed_fields(seq: int, record: AuditRecord) -> dict[str, JsonValue]:
     }
 
 
-def chain_hash(prev_hash: str, seq: int, record: AuditRecord) -> str:
+def chain_hash(prev_hash: str, rfq_seq: int, record: AuditRecord) -> str:
     digest = hashlib.sha256(prev_hash.encode("ascii"))
-    digest.update(canonical_json(hashed_fields(seq, record)))
+    digest.update(canonical_json(hashed_fields(rfq_seq, record)))
     return digest.hexdigest()
 
 
-def chain(head_seq: int, head_hash: str, records: Iterable[AuditRecord]) -> list[ChainedRecord]:
-    """The records placed after the current head, in order."""
+def leaf_hash(chain_hash_hex: str) -> str:
+    """An event's leaf in the log's Merkle tree: RFC 6962's leaf hash of the 32
+    bytes of its chain hash."""
+    return hash_leaf(bytes.fromhex(chain_hash_hex)).hex()
+
+
+def chain(
+    heads: Mapping[str, tuple[int, str]], records: Iterable[AuditRecord]
+) -> list[ChainedRecord]:
+    """The records placed, in order, after their RFQs' last events (`heads`: RFQ id
+    to that event's rfq_seq and hash; an RFQ not in it starts a chain)."""
+    last = dict(heads)
     chained = []
     for record in records:
-        head_seq += 1
-        digest = chain_hash(head_hash, head_seq, record)
-        chained.append(ChainedRecord(head_seq, record, head_hash, digest))
-        head_hash = digest
+        rfq_seq, prev_hash = last.get(record.rfq_id, (0, GENESIS_HASH))
+        rfq_seq += 1
+        digest = chain_hash(prev_hash, rfq_seq, record)
+        chained.append(ChainedRecord(rfq_seq, record, prev_hash, digest))
+        last[record.rfq_id] = (rfq_seq, digest)
     return chained
-
-
-class ChainVerifier:
-    """Checks rows one at a time in seq order, so a chain of any length can be
-    streamed through it; stops being useful at the first break it reports."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last_seq = 0
-        self.last_hash = GENESIS_HASH
-
-    def check(self, row: ChainedRecord) -> ChainBreak | None:
-        expected_seq = self.last_seq + 1
-        if row.seq > expected_seq:
-            missing = f"seq {expected_seq}" if row.seq == expected_seq + 1 else "rows"
-            return ChainBreak(row.seq, f"follows seq {self.last_seq}: {missing} missing")
-        if row.seq < expected_seq:
-            return ChainBreak(row.seq, f"follows seq {self.last_seq}: rows out of order")
-        if row.prev_hash != self.last_hash:
-            return ChainBreak(
-                row.seq,
-                f"prev_hash {row.prev_hash} is not the hash of seq {self.last_seq} "
-                f"({self.last_hash})",
-            )
-        recomputed = chain_hash(self.last_hash, row.seq, row.record)
-        if row.hash != recomputed:
-            return ChainBreak(
-                row.seq,
-                f"stored hash {row.hash} but the row hashes to {recomputed}: "
-                "its content was changed",
-            )
-        self.count += 1
-        self.last_seq, self.last_hash = row.seq, row.hash
-        return None
-
-    def check_head(self, head_seq: int, head_hash: str) -> ChainBreak | None:
-        """Rows cut off the end of the chain leave no gap; only the head shows them."""
-        if head_seq != self.last_seq:
-            return ChainBreak(
-                min(head_seq, self.last_seq) + 1,
-                f"the head is at seq {head_seq} but the chain ends at seq {self.last_seq}",
-            )
-        if head_hash != self.last_hash:
-            return ChainBreak(
-                head_seq, f"the head's hash {head_hash} is not the hash of seq {head_seq}"
-            )
-        return None
-
-
-def verify(rows: Iterable[ChainedRecord]) -> int | None:
-    """The seq of the first row that breaks the chain, or None if it holds."""
-    verifier = ChainVerifier()
-    for row in rows:
-        broken = verifier.check(row)
-        if broken is not None:
-            return broken.seq
-    return None

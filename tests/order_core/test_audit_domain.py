@@ -1,5 +1,5 @@
-"""The audit trail's hash chain, with no servers: the encoding every stored hash
-depends on, and the verifier naming the first row that does not hold."""
+"""The audit trail's hash chains, with no servers: the encoding every stored hash
+depends on, each RFQ's chain of events and the leaf each event makes in the log."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from order_core.domain.audit import (
     GENESIS_HASH,
     AuditRecord,
-    ChainedRecord,
-    ChainVerifier,
     JsonValue,
     canonical_json,
     chain,
     chain_hash,
-    verify,
+    leaf_hash,
+    parse_utc_iso,
+    utc_iso,
 )
 
 AT = datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC)
@@ -40,8 +42,9 @@ def record(n: int = 1, **changes: object) -> AuditRecord:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def a_chain(length: int = 6) -> list[ChainedRecord]:
-    return chain(0, GENESIS_HASH, [record(n) for n in range(1, length + 1)])
+def of(rfq_id: str, n: int) -> AuditRecord:
+    """The n-th record written, for the RFQ `rfq_id`."""
+    return record(n, rfq_id=rfq_id, correlation_id=rfq_id)
 
 
 def test_canonical_json_sorts_keys_drops_whitespace_and_writes_utf8() -> None:
@@ -85,7 +88,7 @@ def test_chain_hash_is_sha256_of_the_previous_hash_and_the_canonical_row() -> No
         '{"causation_id":"cause-1","correlation_id":"rfq-1","event_id":"event-1",'
         '"event_type":"otc.v1.OrderStateChanged","occurred_at":"2026-11-22T12:00:01.123456Z",'
         '"party":"TRADER-A","payload":{"price":"2.50","state":"RFQ_SENT"},'
-        '"producer":"order-core","rfq_id":"rfq-1","seq":7}'
+        '"producer":"order-core","rfq_id":"rfq-1","rfq_seq":7}'
     )
     expected = hashlib.sha256((GENESIS_HASH + row).encode()).hexdigest()
     assert chain_hash(GENESIS_HASH, 7, rec) == expected
@@ -118,77 +121,102 @@ def test_the_position_and_the_previous_hash_are_part_of_the_hash() -> None:
     assert chain_hash("1" * 64, 1, rec) != chain_hash(GENESIS_HASH, 1, rec)
 
 
-def test_chain_links_each_row_to_the_one_before() -> None:
-    rows = a_chain(3)
-    assert [r.seq for r in rows] == [1, 2, 3]
-    assert rows[0].prev_hash == GENESIS_HASH
-    assert [r.prev_hash for r in rows[1:]] == [r.hash for r in rows[:-1]]
-    more = chain(rows[-1].seq, rows[-1].hash, [record(4)])
-    assert verify([*rows, *more]) is None
+def test_chain_links_each_rfqs_records_to_that_rfqs_previous_event() -> None:
+    records = [of("rfq-a", 1), of("rfq-b", 2), of("rfq-a", 3), of("rfq-b", 4), of("rfq-a", 5)]
+    rows = chain({}, records)
+    assert [r.record for r in rows] == records
+    assert [(r.record.rfq_id, r.rfq_seq) for r in rows] == [
+        ("rfq-a", 1),
+        ("rfq-b", 1),
+        ("rfq-a", 2),
+        ("rfq-b", 2),
+        ("rfq-a", 3),
+    ]
+    a1, b1, a2, b2, a3 = rows
+    assert a1.prev_hash == GENESIS_HASH
+    assert b1.prev_hash == GENESIS_HASH
+    # Each links to its own RFQ's last event, never to the one just before it.
+    assert a2.prev_hash == a1.hash
+    assert b2.prev_hash == b1.hash
+    assert a3.prev_hash == a2.hash
+    for row in rows:
+        assert row.hash == chain_hash(row.prev_hash, row.rfq_seq, row.record)
 
 
-def test_an_intact_chain_verifies() -> None:
-    assert verify(a_chain()) is None
-    assert verify([]) is None
+def test_chain_continues_an_rfq_after_its_head_and_starts_one_that_has_none() -> None:
+    head_hash = chain_hash(GENESIS_HASH, 4, of("rfq-a", 0))
+    heads = {"rfq-a": (4, head_hash)}
+    rows = chain(heads, [of("rfq-b", 1), of("rfq-a", 2), of("rfq-a", 3)])
+    b1, a5, a6 = rows
+    assert (b1.rfq_seq, b1.prev_hash) == (1, GENESIS_HASH)
+    assert (a5.rfq_seq, a5.prev_hash) == (5, head_hash)
+    assert (a6.rfq_seq, a6.prev_hash) == (6, a5.hash)
+    assert a5.hash == chain_hash(head_hash, 5, of("rfq-a", 2))
+    # The caller's heads stay as they were: they are the database's, not chain's.
+    assert heads == {"rfq-a": (4, head_hash)}
 
 
-def test_verify_names_the_row_whose_payload_changed() -> None:
-    rows = a_chain()
-    rows[2] = dataclasses.replace(
-        rows[2], record=dataclasses.replace(rows[2].record, payload={"state": "CANCELLED"})
+def test_chaining_in_two_batches_gives_the_same_rows_as_in_one() -> None:
+    records = [of("rfq-a", 1), of("rfq-b", 2), of("rfq-a", 3), of("rfq-b", 4)]
+    whole = chain({}, records)
+    first = chain({}, records[:2])
+    heads = {r.record.rfq_id: (r.rfq_seq, r.hash) for r in first}
+    assert [*first, *chain(heads, records[2:])] == whole
+
+
+def test_chaining_nothing_gives_nothing() -> None:
+    assert chain({"rfq-a": (3, "1" * 64)}, []) == []
+
+
+@pytest.mark.parametrize(
+    "chain_hash_hex", [GENESIS_HASH, "ab" * 32, chain_hash(GENESIS_HASH, 1, record())]
+)
+def test_the_leaf_hash_is_rfc_6962s_leaf_of_the_chain_hash_bytes(chain_hash_hex: str) -> None:
+    expected = hashlib.sha256(b"\x00" + bytes.fromhex(chain_hash_hex)).hexdigest()
+    assert leaf_hash(chain_hash_hex) == expected
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
+        max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+        ),
     )
-    assert verify(rows) == 3
+)
+def test_parse_utc_iso_reads_back_what_utc_iso_wrote(moment: datetime) -> None:
+    text = utc_iso(moment)
+    assert text.endswith("Z")
+    parsed = parse_utc_iso(text)
+    assert parsed == moment
+    assert parsed.tzinfo is UTC
+    assert utc_iso(parsed) == text
 
 
-def test_verify_names_the_row_after_a_deleted_one_and_says_what_is_missing() -> None:
-    rows = a_chain()
-    del rows[2]
-    assert verify(rows) == 4
-    verifier = ChainVerifier()
-    broken = next(b for b in map(verifier.check, rows) if b is not None)
-    assert broken.reason == "follows seq 2: seq 3 missing"
+def test_utc_iso_writes_utc_with_microseconds() -> None:
+    paris = timezone(timedelta(hours=1))
+    assert utc_iso(datetime(2026, 11, 22, 13, 0, tzinfo=paris)) == "2026-11-22T12:00:00.000000Z"
 
 
-def test_verify_names_the_first_of_two_rows_whose_contents_were_swapped() -> None:
-    rows = a_chain()
-    # What the table shows when two rows swap everything but their primary key.
-    third, fourth = rows[2], rows[3]
-    rows[2] = dataclasses.replace(fourth, seq=3)
-    rows[3] = dataclasses.replace(third, seq=4)
-    assert verify(rows) == 3
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-22T12:00:00.000000",
+        "2026-11-22T12:00:00.000000+00:00",
+        # each would read as a moment whose utc_iso is another text
+        "2026-12-05T09:00:00.000000+05:00Z",
+        "2026-12-05Z",
+        "2026-12-05T09:00Z",
+        "2026-12-05T09:00:00Z",
+        "20261205T090000.000000Z",
+    ],
+)
+def test_parse_utc_iso_refuses_any_other_form_than_utc_isos(text: str) -> None:
+    with pytest.raises(ValueError, match="ending in Z"):
+        parse_utc_iso(text)
 
 
-def test_verify_names_the_first_row_out_of_order() -> None:
-    rows = a_chain()
-    rows[2], rows[3] = rows[3], rows[2]
-    assert verify(rows) == 4
-
-
-def test_a_row_rehashed_after_its_change_is_caught_by_the_next_row() -> None:
-    rows = a_chain()
-    forged = dataclasses.replace(rows[2].record, party="TRADER-B")
-    rows[2] = dataclasses.replace(
-        rows[2], record=forged, hash=chain_hash(rows[2].prev_hash, 3, forged)
-    )
-    assert verify(rows) == 4
-
-
-def test_the_head_reveals_rows_cut_off_the_end() -> None:
-    rows = a_chain()
-    verifier = ChainVerifier()
-    for row in rows[:-2]:
-        assert verifier.check(row) is None
-    broken = verifier.check_head(rows[-1].seq, rows[-1].hash)
-    assert broken is not None
-    assert broken.seq == 5
-    assert "head is at seq 6" in broken.reason
-
-
-def test_the_head_must_carry_the_last_rows_hash() -> None:
-    verifier = ChainVerifier()
-    for row in a_chain():
-        assert verifier.check(row) is None
-    assert verifier.check_head(6, verifier.last_hash) is None
-    broken = verifier.check_head(6, "f" * 64)
-    assert broken is not None
-    assert broken.seq == 6
+def test_utc_iso_refuses_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        utc_iso(datetime(2026, 11, 22, 12, 0))  # noqa: DTZ001 - the naive time is the point
