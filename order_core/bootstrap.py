@@ -1,5 +1,5 @@
-"""Wires order_core: consumer, outbox relay, deadline sweeper and the auditor API
-(beside the ops routes, on the ops port) in one process."""
+"""Wires order_core: consumer, outbox relay, deadline sweeper, audit sequencer and
+the auditor API (beside the ops routes, on the ops port) in one process."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from datetime import timedelta
 
 import uvicorn
 
+from order_core.adapters.checkpoint_file import CheckpointFile
 from order_core.adapters.risk_client import RiskClient
+from order_core.adapters.signing_key import load_signer
 from order_core.adapters.tables import OUTBOX_TABLES
 from order_core.entrypoints.audit_api import create_audit_app
 from order_core.entrypoints.inbound import command
+from order_core.service_layer.audit_proofs import AuditProofs
 from order_core.service_layer.audit_queries import AuditQueries
 from order_core.service_layer.deadlines import sweep
 from order_core.service_layer.dependencies import Dependencies
 from order_core.service_layer.handlers import handle
 from order_core.service_layer.reconciling import reconcile
+from order_core.service_layer.sequencing import Sequencer
 from otc.auth import TokenVerifier
 from otc.bus import topics
 from otc.bus.consumer import Consumer
@@ -87,12 +91,33 @@ class OrderCore:
             service=self.name,
             database_url=s.require("database_url"),
         )
+        if s.env == "production" and s.audit_signing_key_file is None:
+            raise RuntimeError("OTC_AUDIT_SIGNING_KEY_FILE must be set in production")
+        signer = load_signer(
+            s.audit_signing_key_file or s.state_dir / "audit-signing-key.pem",
+            create=s.env != "production",
+        )
+        self._sequencer = Sequencer(
+            self._engine,
+            signer,
+            self._clock,
+            every=s.audit_checkpoint_every,
+            interval=timedelta(milliseconds=s.audit_checkpoint_interval_ms),
+            checkpoint_file=CheckpointFile(s.audit_checkpoint_file)
+            if s.audit_checkpoint_file
+            else None,
+        )
         # Its own small pool: a slow export holds a connection for as long as it
         # streams, and must not starve the order consumers of theirs.
         self._audit_engine = make_engine(s.require("database_url"), pool_size=2)
         if s.ops_port:
             app = create_audit_app(
                 AuditQueries(self._audit_engine),
+                AuditProofs(
+                    self._audit_engine,
+                    signer.public_key,
+                    checkpoint_file=s.audit_checkpoint_file,
+                ),
                 authenticate=TokenVerifier.from_settings(s).verify,
                 clock=self._clock,
                 ready=self.ready,
@@ -148,7 +173,10 @@ class OrderCore:
 
     async def run(self) -> None:
         serving = [self._server.serve()] if self._server is not None else []
-        await asyncio.gather(self._work(), self._relay.run(), *serving)
+        sequencing = self._sequencer.run(
+            self._stopping, timedelta(milliseconds=self._settings.audit_sequencer_poll_ms)
+        )
+        await asyncio.gather(self._work(), self._relay.run(), sequencing, *serving)
 
     async def _work(self) -> None:
         try:

@@ -139,6 +139,29 @@ class Settings(BaseSettings):
         description="how old a pending order or frozen reservation must be before the "
         "reconciler repairs it",
     )
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PKCS8 PEM) that signs the audit log's checkpoints; "
+        "required in production, elsewhere `<state_dir>/audit-signing-key.pem`, made if missing",
+    )
+    audit_checkpoint_file: Path | None = Field(
+        default=None,
+        description="append-only copy of the signed checkpoints outside the database "
+        "(`otc up` keeps one in its state dir); unset, none is written",
+    )
+    audit_checkpoint_every: int = Field(
+        default=1000, ge=1, description="the sequencer signs a checkpoint every this many events"
+    )
+    audit_checkpoint_interval_ms: int = Field(
+        default=1000,
+        gt=0,
+        description="... or this long after the last checkpoint, when events came meanwhile",
+    )
+    audit_sequencer_poll_ms: int = Field(
+        default=50,
+        gt=0,
+        description="how often the sequencer looks for committed audit events to integrate",
+    )
     accept_reply_timeout_ms: int = Field(
         default=2_000,
         description="how long the edge waits for order_core to answer an accept before a 202",

@@ -59,7 +59,6 @@ class AuditedUnitOfWork(UnitOfWork):
 
     async def before_commit(self, outgoing: Sequence[Outgoing]) -> None:
         records = [r for r in map(audit_record, outgoing) if r is not None]
-        # As late as possible: the head stays locked from here until the commit.
         await AuditLog(self.conn).append(records)
 
     def after_commit(self, outgoing: Sequence[Outgoing]) -> None:

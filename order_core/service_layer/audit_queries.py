@@ -1,9 +1,11 @@
 """The audit trail's read side, shared by the auditor HTTP API and `otc audit`.
 
-Rows come out as they are stored, in `seq` order, with `occurred_at` in the
-canonical form the hash was computed over: a full export can be re-verified
-offline with `order_core.domain.audit`. Nothing here writes; every read runs in a
-read-only transaction.
+Pages hold the events in the log, in log order (an event is there once the
+sequencer has integrated it, well within a second); an export holds them too,
+then the committed events still waiting for a log index, in their chains' order.
+Rows come out as stored, with `occurred_at` in the canonical form the hash was
+computed over, so a full export can be verified offline (`otc audit verify
+--export`). Nothing here writes; every read runs in a read-only transaction.
 
 A `party` filter matches every event that party took part in, not only the rows
 whose `party` column names it. That column holds the RFQ's requester (the
@@ -30,8 +32,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from order_core.adapters.audit import AuditLog, audit_events
-from order_core.domain.audit import ChainBreak, ChainVerifier, PlainJson, utc_iso
+from order_core.adapters.audit import audit_events, audit_log
+from order_core.domain.audit import PlainJson, leaf_hash, utc_iso
 from otc.errors import ValidationFailed
 
 QUOTE_RECORDED = "otc.v1.QuoteRecorded"
@@ -40,8 +42,23 @@ STATE_CHANGED = "otc.v1.OrderStateChanged"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 BATCH_SIZE = 1000
-FIELDS = tuple(c.name for c in audit_events.columns)
-_CURSOR_PREFIX = "seq:"
+FIELDS = (
+    "log_index",
+    "rfq_id",
+    "rfq_seq",
+    "event_type",
+    "occurred_at",
+    "producer",
+    "event_id",
+    "correlation_id",
+    "causation_id",
+    "party",
+    "payload",
+    "prev_hash",
+    "hash",
+    "leaf_hash",
+)
+_CURSOR_PREFIX = "log:"
 
 AuditEvent = dict[str, PlainJson]
 
@@ -72,25 +89,19 @@ class Page:
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    events: int
-    head_hash: str
-    broken: ChainBreak | None
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+def encode_cursor(log_index: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{log_index}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    """The seq a cursor continues after; anything this module did not hand out is refused."""
+    """The log index a cursor continues after; anything this module did not hand out
+    is refused."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         if text.startswith(_CURSOR_PREFIX):
-            seq = int(text.removeprefix(_CURSOR_PREFIX))
-            if seq >= 0:
-                return seq
+            log_index = int(text.removeprefix(_CURSOR_PREFIX))
+            if log_index >= 0:
+                return log_index
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise ValidationFailed("cursor: not a cursor this API handed out")
@@ -119,8 +130,7 @@ def _party_took_part(party: str) -> ColumnElement[bool]:
     )
 
 
-def _matching(where: AuditFilter) -> Select[Any]:
-    query = select(audit_events).order_by(audit_events.c.seq)
+def _filtered(query: Select[Any], where: AuditFilter) -> Select[Any]:
     if where.rfq_id is not None:
         query = query.where(audit_events.c.rfq_id == where.rfq_id)
     if where.party is not None:
@@ -132,10 +142,35 @@ def _matching(where: AuditFilter) -> Select[Any]:
     return query
 
 
+def in_log(where: AuditFilter) -> Select[Any]:
+    """The matching events in the log, in log order."""
+    query = (
+        select(audit_events, audit_log.c.log_index, audit_log.c.leaf_hash)
+        .join(audit_log, audit_log.c.event == audit_events.c.id)
+        .order_by(audit_log.c.log_index)
+    )
+    return _filtered(query, where)
+
+
+def not_yet_in_log(where: AuditFilter) -> Select[Any]:
+    """The matching committed events without a log index yet, in id order."""
+    query = (
+        select(audit_events)
+        .where(~select(audit_log.c.event).where(audit_log.c.event == audit_events.c.id).exists())
+        .order_by(audit_events.c.id)
+    )
+    return _filtered(query, where)
+
+
 def event_json(row: Any) -> AuditEvent:
-    event: AuditEvent = {name: getattr(row, name) for name in FIELDS}
+    mapping = row._mapping
+    event: AuditEvent = {
+        name: mapping[name] for name in FIELDS if name not in ("log_index", "leaf_hash")
+    }
+    event["log_index"] = mapping.get("log_index")
+    event["leaf_hash"] = mapping.get("leaf_hash") or leaf_hash(row.hash)
     event["occurred_at"] = utc_iso(row.occurred_at)
-    return event
+    return {name: event[name] for name in FIELDS}
 
 
 def _payload_text(payload: PlainJson) -> str:
@@ -147,13 +182,21 @@ def render_jsonl(events: Iterable[AuditEvent]) -> str:
 
 
 def render_csv(events: Iterable[Mapping[str, PlainJson]], *, header: bool) -> str:
-    """RFC 4180 rows, one column per audit field; the payload is a JSON string."""
+    """RFC 4180 rows, one column per audit field; the payload is a JSON string and a
+    missing log index an empty cell."""
     out = io.StringIO()
     writer = csv.writer(out)
     if header:
         writer.writerow(FIELDS)
     for event in events:
-        writer.writerow([_payload_text(event[f]) if f == "payload" else event[f] for f in FIELDS])
+        writer.writerow(
+            [
+                _payload_text(event[f])
+                if f == "payload"
+                else ("" if event[f] is None else event[f])
+                for f in FIELDS
+            ]
+        )
     return out.getvalue()
 
 
@@ -162,7 +205,7 @@ def render(events: Iterable[AuditEvent], fmt: ExportFormat, *, header: bool = Fa
 
 
 @asynccontextmanager
-async def _reading(
+async def reading(
     engine: AsyncEngine, *, isolation_level: str = "READ COMMITTED"
 ) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn:
@@ -171,6 +214,14 @@ async def _reading(
         )
         async with reader.begin():
             yield reader
+
+
+async def streamed(
+    conn: AsyncConnection, query: Select[Any], batch_size: int
+) -> AsyncGenerator[list[Any], None]:
+    result = await conn.stream(query, execution_options={"yield_per": batch_size})
+    async for rows in result.partitions():
+        yield list(rows)
 
 
 class AuditQueries:
@@ -183,24 +234,23 @@ class AuditQueries:
     ) -> Page:
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationFailed(f"limit: must be 1 to {MAX_PAGE}")
-        query = _matching(where).limit(limit + 1)
+        query = in_log(where).limit(limit + 1)
         if cursor is not None:
-            query = query.where(audit_events.c.seq > decode_cursor(cursor))
-        async with _reading(self._engine) as conn:
+            query = query.where(audit_log.c.log_index > decode_cursor(cursor))
+        async with reading(self._engine) as conn:
             rows = (await conn.execute(query)).all()
         items = [event_json(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return Page(items, encode_cursor(rows[limit - 1].seq) if more else None)
+        return Page(items, encode_cursor(rows[limit - 1].log_index) if more else None)
 
     async def batches(self, where: AuditFilter) -> AsyncGenerator[list[AuditEvent], None]:
-        """Every matching row, through one server-side cursor: one statement, so one
-        consistent snapshot, and never more than a batch in memory."""
-        async with _reading(self._engine) as conn:
-            result = await conn.stream(
-                _matching(where), execution_options={"yield_per": self._batch_size}
-            )
-            async for rows in result.partitions():
-                yield [event_json(row) for row in rows]
+        """Every matching row, the log's then the rest, from one snapshot, never more
+        than a batch in memory."""
+        async with reading(self._engine, isolation_level="REPEATABLE READ") as conn:
+            for query in (in_log(where), not_yet_in_log(where)):
+                async with aclosing(streamed(conn, query, self._batch_size)) as rows:
+                    async for batch in rows:
+                        yield [event_json(row) for row in batch]
 
     async def export(self, where: AuditFilter, fmt: ExportFormat) -> AsyncGenerator[str, None]:
         """The rendered export, one chunk per batch. The first chunk comes only once
@@ -214,21 +264,3 @@ class AuditQueries:
                 header = False
         if header:
             yield render_csv((), header=True)
-
-    async def verify(self) -> Verdict:
-        """Recomputes the whole chain in seq order, in batches, from one snapshot, so
-        rows appended meanwhile neither break it nor disagree with the head."""
-        async with _reading(self._engine, isolation_level="REPEATABLE READ") as conn:
-            log = AuditLog(conn)
-            head_seq, head_hash = await log.head()
-            verifier = ChainVerifier()
-            after = 0
-            while batch := await log.events(after_seq=after, limit=self._batch_size):
-                for row in batch:
-                    broken = verifier.check(row)
-                    if broken is not None:
-                        return Verdict(verifier.count, verifier.last_hash, broken)
-                after = batch[-1].seq
-            return Verdict(
-                verifier.count, verifier.last_hash, verifier.check_head(head_seq, head_hash)
-            )

@@ -11,6 +11,7 @@ LASTLOOK_RESPONSES = "lastlook.responses"
 TRADE_CONFIRMED = "trade.confirmed"
 SETTLEMENT_EVENTS = "settlement.events"
 MARKET_PRICES = "market.prices"
+AUDIT_CHECKPOINTS = "audit.checkpoints"
 
 MAIN_TOPICS: tuple[str, ...] = (
     RFQ_REQUESTS,
@@ -22,6 +23,7 @@ MAIN_TOPICS: tuple[str, ...] = (
     TRADE_CONFIRMED,
     SETTLEMENT_EVENTS,
     MARKET_PRICES,
+    AUDIT_CHECKPOINTS,
 )
 
 

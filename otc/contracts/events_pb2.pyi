@@ -616,3 +616,41 @@ class PriceTick(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PriceTick: _TypeAlias = PriceTick  # noqa: Y015
+
+@_typing.final
+class AuditCheckpoint(_message.Message):
+    """audit.checkpoints (key "audit"): a signed head of order_core's audit log, kept
+    outside its database so that a rewrite of the trail shows (docs/audit.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    ROOT_HASH_FIELD_NUMBER: _builtins.int
+    SIGNED_AT_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    tree_size: _builtins.int
+    root_hash: _builtins.str
+    """hex SHA-256 Merkle root of the first tree_size events"""
+    key_id: _builtins.str
+    signature: _builtins.str
+    """base64 Ed25519 over the checkpoint's signed text"""
+    @_builtins.property
+    def signed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tree_size: _builtins.int = ...,
+        root_hash: _builtins.str = ...,
+        signed_at: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_at", b"signed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "root_hash", b"root_hash", "signature", b"signature", "signed_at", b"signed_at", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditCheckpoint: _TypeAlias = AuditCheckpoint  # noqa: Y015

@@ -113,7 +113,7 @@ async def published(ctx: Dependencies, rfq_id: str) -> list[ProtoMessage]:
 async def audited(ctx: Dependencies, rfq_id: str) -> list[str]:
     found = await rows(
         ctx,
-        "SELECT event_type FROM order_core.audit_events WHERE rfq_id = :r ORDER BY seq",
+        "SELECT event_type FROM order_core.audit_events WHERE rfq_id = :r ORDER BY rfq_seq",
         r=rfq_id,
     )
     return [str(row["event_type"]) for row in found]

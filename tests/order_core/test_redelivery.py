@@ -93,8 +93,8 @@ async def _snapshot(core: Dependencies, rfq_ids: list[str]) -> dict[str, Any]:
         ),
         "audit": await rows(
             core,
-            "SELECT seq, event_id, hash FROM order_core.audit_events "
-            "WHERE rfq_id = ANY(:ids) ORDER BY seq",
+            "SELECT id, event_id, hash FROM order_core.audit_events "
+            "WHERE rfq_id = ANY(:ids) ORDER BY id",
             **ids,
         ),
         "ledger": await rows(
