@@ -10,14 +10,28 @@ Errors are `{"error": {"code", "message"}}`, as on the edge.
 # aliases defined inside the factory function from the live annotations.
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from order_core.domain.checkpoints import key_id, public_pem
+from order_core.entrypoints.audit_schemas import (
+    ERROR_RESPONSES,
+    CheckpointOut,
+    CheckpointsPage,
+    ConsistencyProofOut,
+    EventsPage,
+    FindingOut,
+    InclusionProofOut,
+    PublicKeyOut,
+    VerifyReport,
+    checkpoint_out,
+)
+from order_core.service_layer.audit_proofs import AuditProofs
 from order_core.service_layer.audit_queries import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -33,54 +47,6 @@ from otc.service import ops_routes
 
 READERS = frozenset({Role.AUDITOR, Role.ADMIN})
 MEDIA_TYPES = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv"}
-
-
-class AuditEventOut(BaseModel):
-    seq: int = Field(description="position in the hash chain, from 1, without gaps")
-    rfq_id: str
-    event_type: str = Field(examples=["otc.v1.OrderStateChanged", "otc.v1.QuoteRecorded"])
-    occurred_at: str = Field(description="ISO 8601 UTC with microseconds, as hashed")
-    producer: str
-    event_id: str
-    correlation_id: str
-    causation_id: str
-    party: str = Field(description="the RFQ's requester")
-    payload: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-
-class EventsPage(BaseModel):
-    items: list[AuditEventOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
-
-
-class ChainBreakOut(BaseModel):
-    seq: int
-    reason: str
-
-
-class VerifyReport(BaseModel):
-    ok: bool
-    events: int = Field(description="rows checked before the first break, or all of them")
-    head_hash: str = Field(description="hash of the last good row")
-    broken: ChainBreakOut | None = Field(description="the first bad row, when the chain breaks")
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
-    403: {"model": ErrorBody, "description": "the token's role is not auditor or admin"},
-    422: {"model": ErrorBody, "description": "a query parameter is invalid"},
-}
 
 
 def audit_filter(
@@ -110,6 +76,7 @@ Filter = Annotated[AuditFilter, Depends(audit_filter)]
 
 def create_audit_app(
     queries: AuditQueries,
+    proofs: AuditProofs,
     *,
     authenticate: Callable[[str], Principal],
     clock: Clock,
@@ -176,14 +143,69 @@ def create_audit_app(
 
     @app.get("/v1/audit/verify", responses=ERROR_RESPONSES)
     async def verify(_: Reader) -> VerifyReport:
-        """Recomputes the whole hash chain and names the first bad row (auditor or admin)."""
-        verdict = await queries.verify()
-        broken = verdict.broken
+        """Recomputes every RFQ's hash chain and the log's Merkle tree against the
+        signed checkpoints, and names the first thing that does not hold (auditor or
+        admin)."""
+        verdict = await proofs.verify()
+        finding = verdict.finding
         return VerifyReport(
-            ok=broken is None,
+            ok=verdict.ok,
             events=verdict.events,
-            head_hash=verdict.head_hash,
-            broken=None if broken is None else ChainBreakOut(seq=broken.seq, reason=broken.reason),
+            integrated=verdict.integrated,
+            tree_size=verdict.tree_size,
+            root_hash=verdict.root_hash,
+            checkpoints=verdict.checkpoints,
+            finding=None if finding is None else FindingOut.model_validate(asdict(finding)),
+        )
+
+    @app.get("/v1/audit/checkpoints/latest", responses=ERROR_RESPONSES)
+    async def latest_checkpoint(_: Reader) -> CheckpointOut:
+        """The newest signed checkpoint of the log (auditor or admin)."""
+        return checkpoint_out(await proofs.latest_checkpoint())
+
+    @app.get("/v1/audit/checkpoints", responses=ERROR_RESPONSES)
+    async def checkpoints(
+        _: Reader,
+        size: Annotated[
+            int | None, Query(ge=1, description="only the checkpoint of this size")
+        ] = None,
+        after_size: Annotated[int, Query(ge=0, description="checkpoints of larger trees")] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    ) -> CheckpointsPage:
+        """Signed checkpoints in tree-size order; page on with `after_size` set to the
+        last one's `tree_size` (auditor or admin)."""
+        found = await proofs.checkpoints(size=size, after_size=after_size, limit=limit)
+        return CheckpointsPage(items=[checkpoint_out(c) for c in found])
+
+    @app.get("/v1/audit/events/{log_index}/proof", responses=ERROR_RESPONSES)
+    async def inclusion(
+        _: Reader,
+        log_index: Annotated[int, Path(ge=0)],
+        size: Annotated[
+            int | None, Query(ge=1, description="tree size; the latest checkpoint's by default")
+        ] = None,
+    ) -> InclusionProofOut:
+        """That the event at `log_index` is in the tree of `size` events (auditor or admin)."""
+        proof = await proofs.inclusion(log_index, size)
+        out = asdict(proof) | {
+            "checkpoint": None if proof.checkpoint is None else checkpoint_out(proof.checkpoint)
+        }
+        return InclusionProofOut.model_validate(out)
+
+    @app.get("/v1/audit/consistency", responses=ERROR_RESPONSES)
+    async def consistency(
+        _: Reader,
+        first: Annotated[int, Query(ge=1, description="the smaller tree size")],
+        second: Annotated[int, Query(ge=1, description="the larger tree size")],
+    ) -> ConsistencyProofOut:
+        """That the tree of `second` events extends the tree of `first` (auditor or admin)."""
+        return ConsistencyProofOut.model_validate(asdict(await proofs.consistency(first, second)))
+
+    @app.get("/v1/audit/public-key", responses=ERROR_RESPONSES)
+    async def public_key(_: Reader) -> PublicKeyOut:
+        """The Ed25519 key that checkpoints are verified with, as a PEM public key."""
+        return PublicKeyOut(
+            key_id=key_id(proofs.public_key), public_key_pem=public_pem(proofs.public_key)
         )
 
     app.router.routes.extend(ops_routes(ready))

@@ -1,23 +1,31 @@
-"""`otc audit`: what a compliance auditor runs against the order audit trail's
-database directly: verify the hash chain, export the rows."""
+"""`otc audit`: what a compliance auditor runs on the order audit trail: verify it
+(in the database, or offline from an export, the checkpoints and the public key),
+export its events and its signed checkpoints."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from order_core.adapters.audit_log import LogStore
+from order_core.adapters.checkpoint_file import read_checkpoints
+from order_core.domain.checkpoints import Checkpoint, checkpoint_json, load_public_key
+from order_core.domain.trail_verifier import TrailVerifier, Verdict, exported_event
+from order_core.service_layer.audit_proofs import verify_trail
 from order_core.service_layer.audit_queries import (
     BATCH_SIZE,
     AuditFilter,
     AuditQueries,
     ExportFormat,
-    Verdict,
+    reading,
 )
 from otc.db import make_engine
 from otc.errors import ValidationFailed
@@ -33,10 +41,58 @@ def audit() -> None:
     """The tamper-evident audit trail of orders."""
 
 
-async def verify_chain(database_url: str, *, batch_size: int = BATCH_SIZE) -> Verdict:
+async def verify_database(
+    database_url: str,
+    public_key: Ed25519PublicKey | None,
+    kept_outside: Sequence[Checkpoint] = (),
+    *,
+    batch_size: int = BATCH_SIZE,
+) -> Verdict:
     engine = make_engine(database_url, pool_size=1)
     try:
-        return await AuditQueries(engine, batch_size=batch_size).verify()
+        async with reading(engine, isolation_level="REPEATABLE READ") as conn:
+            return await verify_trail(conn, public_key, kept_outside, batch_size=batch_size)
+    finally:
+        await engine.dispose()
+
+
+def verify_export(
+    export: Path, checkpoints: Sequence[Checkpoint], public_key: Ed25519PublicKey
+) -> Verdict:
+    """Verifies an export (JSON lines) with no database and no network."""
+    verifier = TrailVerifier(checkpoints, public_key)
+    with export.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                if not line.strip():
+                    continue
+                event = exported_event(json.loads(line.decode("utf-8")))
+            except ValueError as exc:  # a UnicodeDecodeError and a JSONDecodeError are ones
+                return verifier.fail_input(f"{export}, line {number}: {exc}")
+            if verifier.check(event) is not None:
+                break
+    return verifier.finish()
+
+
+def _public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        return load_public_key(path.read_bytes())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--public-key") from None
+
+
+def _kept(path: Path) -> list[Checkpoint]:
+    try:
+        return read_checkpoints(path)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--checkpoints") from None
+
+
+async def signed_checkpoints(database_url: str) -> list[Checkpoint]:
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with reading(engine) as conn:
+            return await LogStore(conn).checkpoints()
     finally:
         await engine.dispose()
 
@@ -66,15 +122,67 @@ def _instant(name: str, text: str | None) -> datetime | None:
         raise typer.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint=name) from None
 
 
-@audit_app.command()
-def verify(batch_size: BatchSize = BATCH_SIZE) -> None:
-    """Recompute the hash chain of OTC_DATABASE_URL; exit 1 naming the first bad row."""
-    url = get_settings().require("database_url")
-    verdict = asyncio.run(verify_chain(url, batch_size=batch_size))
-    if verdict.broken is not None:
-        typer.echo(f"chain broken at seq {verdict.broken.seq}: {verdict.broken.reason}")
+def _report(verdict: Verdict, *, signatures: bool) -> None:
+    if verdict.finding is not None:
+        typer.echo(f"trail broken: {verdict.finding.reason}")
         raise typer.Exit(1)
-    typer.echo(f"chain intact: {verdict.events} events, head {verdict.head_hash}")
+    typer.echo(
+        f"trail intact: {verdict.events} events, {verdict.integrated} in the log, "
+        f"root {verdict.root_hash}, {verdict.checkpoints} checkpoints"
+        + ("" if signatures else " (signatures not checked: no --public-key)")
+    )
+
+
+@audit_app.command()
+def verify(
+    export: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="an export (JSON lines) to verify offline"),
+    ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="signed checkpoints, one JSON per line"),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="the checkpoints' Ed25519 public key (PEM)"),
+    ] = None,
+    batch_size: BatchSize = BATCH_SIZE,
+) -> None:
+    """Verify every RFQ's hash chain and the log's Merkle tree against the signed
+    checkpoints; exit 1 naming the first event or checkpoint that does not hold.
+
+    With --export, offline: the export, --checkpoints and --public-key are all it
+    reads. Without, the trail in OTC_DATABASE_URL, against its checkpoints and
+    those in --checkpoints (the copy kept outside the database), if given."""
+    if export is not None:
+        if checkpoints is None or public_key is None:
+            raise typer.BadParameter("--export needs --checkpoints and --public-key")
+        _report(verify_export(export, _kept(checkpoints), _public_key(public_key)), signatures=True)
+        return
+    key = _public_key(public_key) if public_key is not None else None
+    kept = _kept(checkpoints) if checkpoints is not None else []
+    url = get_settings().require("database_url")
+    verdict = asyncio.run(verify_database(url, key, kept, batch_size=batch_size))
+    _report(verdict, signatures=key is not None)
+
+
+@audit_app.command("checkpoints")
+def export_checkpoints(
+    output: Annotated[
+        Path | None, typer.Option(help="file to write (default: standard output)")
+    ] = None,
+) -> None:
+    """Write the signed checkpoints of OTC_DATABASE_URL, one JSON object per line."""
+    url = get_settings().require("database_url")
+    lines = "".join(
+        json.dumps(checkpoint_json(c), sort_keys=True) + "\n"
+        for c in asyncio.run(signed_checkpoints(url))
+    )
+    if output is None:
+        sys.stdout.write(lines)
+    else:
+        output.write_text(lines, encoding="utf-8")
 
 
 @audit_app.command()
@@ -93,7 +201,8 @@ def export(
     ] = None,
     batch_size: BatchSize = BATCH_SIZE,
 ) -> None:
-    """Write the audit events of OTC_DATABASE_URL in chain order, as JSON lines or CSV."""
+    """Write the audit events of OTC_DATABASE_URL, as JSON lines or CSV: the log's in
+    log order, then those not yet in it."""
     try:
         where = AuditFilter(
             rfq_id=rfq_id,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
@@ -34,6 +34,7 @@ PASSED_HEADERS = ("content-type", "content-disposition")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid bearer token"},
     403: {"description": "the token's role is not auditor or admin"},
+    404: {"description": "no such event, tree size or checkpoint"},
     422: {"description": "a query parameter is invalid"},
     503: {"description": "the audit service cannot be reached (code audit_unavailable)"},
 }
@@ -176,9 +177,58 @@ def audit_router(
 
     @router.get("/verify")
     async def verify(token: Token) -> Response:
-        """Recomputes the whole hash chain: `{ok, events, head_hash, broken}`, where
-        `broken` names the first bad row and why. Auditor or admin role."""
+        """Recomputes every RFQ's hash chain and the log's Merkle tree against the
+        signed checkpoints: `{ok, events, integrated, tree_size, root_hash,
+        checkpoints, finding}`, where `finding` names the first event or checkpoint
+        that does not hold. Auditor or admin role."""
         return await relayed("/v1/audit/verify", token, {})
+
+    @router.get("/checkpoints/latest")
+    async def latest_checkpoint(token: Token) -> Response:
+        """The newest signed checkpoint: `{tree_size, root_hash, timestamp, key_id,
+        signature}`. Auditor or admin role."""
+        return await relayed("/v1/audit/checkpoints/latest", token, {})
+
+    @router.get("/checkpoints")
+    async def checkpoints(
+        token: Token,
+        size: Annotated[
+            int | None, Query(ge=1, description="only the checkpoint of this size")
+        ] = None,
+        after_size: Annotated[int, Query(ge=0, description="checkpoints of larger trees")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        """Signed checkpoints in tree-size order: `{items}`; page on with `after_size`.
+        Auditor or admin role."""
+        params = _params(size=size, after_size=after_size, limit=limit)
+        return await relayed("/v1/audit/checkpoints", token, params)
+
+    @router.get("/events/{log_index}/proof")
+    async def inclusion(
+        token: Token,
+        log_index: Annotated[int, Path(ge=0)],
+        size: Annotated[
+            int | None, Query(ge=1, description="tree size; the latest checkpoint's by default")
+        ] = None,
+    ) -> Response:
+        """Inclusion proof of the event at `log_index` in the tree of `size` events
+        (RFC 6962). Auditor or admin role."""
+        return await relayed(f"/v1/audit/events/{log_index}/proof", token, _params(size=size))
+
+    @router.get("/consistency")
+    async def consistency(
+        token: Token,
+        first: Annotated[int, Query(ge=1, description="the smaller tree size")],
+        second: Annotated[int, Query(ge=1, description="the larger tree size")],
+    ) -> Response:
+        """Consistency proof that the tree of `second` events extends the tree of
+        `first` (RFC 6962). Auditor or admin role."""
+        return await relayed("/v1/audit/consistency", token, _params(first=first, second=second))
+
+    @router.get("/public-key")
+    async def public_key(token: Token) -> Response:
+        """The Ed25519 public key (PEM) the checkpoints verify with. Auditor or admin role."""
+        return await relayed("/v1/audit/public-key", token, {})
 
     return router
 
