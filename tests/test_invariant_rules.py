@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from order_core.domain.audit import ChainBreak
+from order_core.domain.trail_verifier import Finding
 from risk_limits.domain.credit import Hold, LineKey
 from stack.invariants.rules import find_breaks
 from stack.invariants.snapshot import (
@@ -365,17 +365,18 @@ def test_a_balance_is_the_sum_of_its_postings(account: AccountRow, kept: str) ->
     assert found == [("balance_mismatch", f"account A USD has {kept} but its postings sum to 800")]
 
 
-def test_a_broken_audit_chain_names_the_row() -> None:
-    broken = replace(WORLD, audit=ChainBreak(7, "follows seq 5: seq 6 missing"))
+def test_a_broken_audit_trail_names_the_event() -> None:
+    reason = "RFQ R-1's event 7 follows its event 5: event 6 missing"
+    broken = replace(WORLD, audit=Finding("event", reason, log_index=9, rfq_id="R-1", rfq_seq=7))
     assert find_breaks(broken, GRACE) == [
-        Break("audit_chain_broken", "the audit chain breaks at seq 7: follows seq 5: seq 6 missing")
+        Break("audit_chain_broken", f"the audit trail does not hold: {reason}")
     ]
 
 
 def test_breaks_come_sorted_so_the_same_books_give_the_same_list() -> None:
     both = replace(
         WORLD,
-        audit=ChainBreak(1, "x"),
+        audit=Finding("checkpoint", "x", tree_size=1),
         orders=swap(WORLD.orders, 0, rfq_expires_at=OLD),
     )
     assert [b for b, _ in breaks(both)] == ["audit_chain_broken", "rfq_not_expired"]

@@ -201,15 +201,15 @@ BREAKS: dict[str, tuple[list[TextClause], set[str], str]] = {
     "audit_chain_broken": (
         [
             sql(
-                "INSERT INTO order_core.audit_events (seq, rfq_id, event_type, occurred_at,"
+                "INSERT INTO order_core.audit_events (rfq_id, rfq_seq, event_type, occurred_at,"
                 " producer, event_id, correlation_id, causation_id, party, payload, prev_hash,"
-                " hash) SELECT seq + 1, 'R-OPEN', 'otc.v1.OrderStateChanged', now(), 'forger',"
-                " 'e-forged', 'R-OPEN', '', 'TRADER-A', '{}', hash, repeat('f', 64)"
-                " FROM order_core.audit_head"
+                " hash) SELECT rfq_id, rfq_seq + 1, 'otc.v1.OrderStateChanged', now(), 'forger',"
+                " 'e-forged', rfq_id, '', 'TRADER-A', '{}', hash, repeat('f', 64)"
+                " FROM order_core.audit_events WHERE rfq_id = 'R-OPEN'"
             )
         ],
         {"audit_chain_broken"},
-        "the audit chain breaks at seq 4: stored hash ffff",
+        "the audit trail does not hold: RFQ R-OPEN's event 2 stores hash ffff",
     ),
 }
 

@@ -117,11 +117,15 @@ def bench(
     traders: Annotated[
         int, typer.Option(help="WebSocket traders connected for the fan-out figure (0: skip)")
     ] = 200,
+    audit_writers: Annotated[
+        int, typer.Option(help="concurrent writers timing audited commits (0: skip)")
+    ] = 16,
 ) -> None:
     """Measure RFQ -> first quote, accept -> CONFIRMED, sustained RFQs/s, the credit
     service's Freeze + Commit beside raw gRPC and PostgreSQL round trips, one
     quoting process's quotes/s beside raw Kafka and Redis round trips, WebSocket
-    fan-out to many connected traders, and settlement throughput."""
+    fan-out to many connected traders, settlement throughput, and audited commits
+    per second beside the single-lock figure, with the sequencer's delay."""
     from stack.bench.platform import run_bench
 
     async def main() -> None:
@@ -179,6 +183,13 @@ def bench(
                     database_url=target.database_url,
                 ):
                     console.print(line)
+            if audit_writers and target.database_url:
+                from stack.bench.audit import run_audit_bench
+
+                for line in await run_audit_bench(target.database_url, writers=audit_writers):
+                    console.print(line)
+            elif audit_writers:
+                console.print("audit trail not timed: where the database runs is unknown")
 
     asyncio.run(main())
 

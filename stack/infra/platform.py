@@ -101,7 +101,15 @@ class Platform:
         core_port = free_port()  # order_core serves the audit API on its ops port
         specs = [
             ServiceSpec("risk-limits", ["risk-limits"], free_port()),
-            ServiceSpec("order-core", ["order-core"], core_port),
+            ServiceSpec(
+                "order-core",
+                ["order-core"],
+                core_port,
+                {
+                    "OTC_AUDIT_SIGNING_KEY_FILE": str(self.state_dir / "audit-signing-key.pem"),
+                    "OTC_AUDIT_CHECKPOINT_FILE": str(self.state_dir / "audit-checkpoints.jsonl"),
+                },
+            ),
             ServiceSpec("settlement", ["settlement"], free_port()),
             ServiceSpec(
                 "rfq-service",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from order_core.domain.audit import ChainBreak
+from order_core.domain.trail_verifier import Finding
 from otc.money import fmt
 from risk_limits.domain.credit import LineKey
 from risk_limits.domain.currency import EXACT
@@ -108,8 +108,6 @@ def trade_journal_breaks(trades: Iterable[TradeRow]) -> Iterator[Break]:
             )
 
 
-def audit_breaks(broken: ChainBreak | None) -> Iterator[Break]:
-    if broken is not None:
-        yield Break(
-            "audit_chain_broken", f"the audit chain breaks at seq {broken.seq}: {broken.reason}"
-        )
+def audit_breaks(finding: Finding | None) -> Iterator[Break]:
+    if finding is not None:
+        yield Break("audit_chain_broken", f"the audit trail does not hold: {finding.reason}")

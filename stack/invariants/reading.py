@@ -6,9 +6,10 @@ This is the one reader that crosses schemas on purpose: the services each keep
 their own books, and the point of the check is to compare them as of one moment,
 which only one snapshot of the shared database can do. Nothing here writes.
 
-The audit chain is verified with order_core's own verifier (`ChainVerifier` over
-`AuditLog`, as `AuditQueries.verify` composes them for `/v1/audit/verify`), inside
-this same snapshot.
+The audit trail is verified with order_core's own verifier (`verify_trail`, as
+`/v1/audit/verify` runs it), inside this same snapshot: every RFQ's chain and the
+log's Merkle roots against its checkpoints (signatures are the auditor API's to
+check, with the service's key).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from order_core.adapters.audit import AuditLog
 from order_core.adapters.tables import orders
-from order_core.domain.audit import ChainBreak, ChainVerifier
+from order_core.domain.trail_verifier import Finding
+from order_core.service_layer.audit_proofs import verify_trail
 from risk_limits.adapters.tables import bilateral_lines, credit_lines, reservations
 from risk_limits.domain.credit import GROSS, Hold, LineKey
 from settlement.adapters.tables import balances, journals, ledger_entries, trades
@@ -177,15 +178,5 @@ async def _accounts(conn: AsyncConnection) -> tuple[AccountRow, ...]:
     )
 
 
-async def _audit(conn: AsyncConnection) -> ChainBreak | None:
-    log = AuditLog(conn)
-    head_seq, head_hash = await log.head()
-    verifier = ChainVerifier()
-    after = 0
-    while batch := await log.events(after_seq=after, limit=AUDIT_BATCH):
-        for row in batch:
-            broken = verifier.check(row)
-            if broken is not None:
-                return broken
-        after = batch[-1].seq
-    return verifier.check_head(head_seq, head_hash)
+async def _audit(conn: AsyncConnection) -> Finding | None:
+    return (await verify_trail(conn, None, batch_size=AUDIT_BATCH)).finding

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from order_core.domain.audit import ChainBreak
+from order_core.domain.trail_verifier import Finding
 from risk_limits.domain.credit import Hold, LineKey
 
 
@@ -96,7 +96,7 @@ class Snapshot:
     trades: tuple[TradeRow, ...]
     journal_sums: tuple[JournalSum, ...]
     accounts: tuple[AccountRow, ...]
-    audit: ChainBreak | None  # the first row breaking the audit chain, if any
+    audit: Finding | None  # the first thing in the audit trail that does not hold, if any
 
 
 @dataclass(frozen=True, slots=True)

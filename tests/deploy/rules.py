@@ -361,8 +361,8 @@ def datastore_violations(objs: list[Obj]) -> list[str]:
 
 
 def reference_violations(objs: list[Obj], external_secrets: set[str]) -> list[str]:
-    """Every ConfigMap and Secret a container reads exists (with the key it
-    reads), or is a Secret created outside the render (`external_secrets`)."""
+    """Every ConfigMap and Secret a container reads, or a pod mounts, exists (with
+    the key it reads), or is a Secret created outside the render (`external_secrets`)."""
     data: dict[tuple[str, str], set[str]] = {}
     for obj in objs:
         if obj["kind"] in ("ConfigMap", "Secret"):
@@ -370,6 +370,11 @@ def reference_violations(objs: list[Obj], external_secrets: set[str]) -> list[st
             data[(obj["kind"], obj["metadata"]["name"])] = keys
     out = []
     for workload, template in workloads(objs):
+        for volume in template["spec"].get("volumes", []):
+            name = volume.get("secret", {}).get("secretName")
+            known = name is None or name in external_secrets or ("Secret", name) in data
+            if not known:
+                out.append(f"{ref(workload)} volume {volume['name']}: Secret/{name} does not exist")
         for c in containers(template):
             where = f"{ref(workload)} container {c['name']}"
             wanted: list[tuple[str, str, str | None]] = []

@@ -18,7 +18,10 @@ from tests.deploy.render import OVERLAYS, Obj, crd_kinds, ref, render, schema_er
 # (replicas, min.insync.replicas) of every topic, per overlay.
 REPLICATION = {"dev": (1, 1), "prod": (3, 2)}
 # Created outside the render: by CloudNativePG, and in prod by the operator.
-EXTERNAL_SECRETS = {"dev": {"otc-pg-app"}, "prod": {"otc-pg-app", "otc-secrets"}}
+EXTERNAL_SECRETS = {
+    "dev": {"otc-pg-app"},
+    "prod": {"otc-pg-app", "otc-secrets", "otc-audit-signing-key"},
+}
 # Deployments that must stay at one replica: two price feeds would publish two
 # random walks; Redis is a single pod on a ReadWriteOnce volume.
 SINGLETONS = {"price-feed", "otc-redis"}
