@@ -11,6 +11,7 @@ again on the new head, like any version conflict. Each event is queued in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,10 +24,8 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
-    func,
-    insert,
-    select,
-    tuple_,
+    bindparam,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -37,8 +36,6 @@ from order_core.adapters.tables import metadata
 from order_core.domain.audit import AuditRecord, ChainedRecord, chain, plain_json
 
 CHAIN_KEY = "audit_events_rfq_id_rfq_seq_key"
-# rows per INSERT: 12 parameters a row, and PostgreSQL takes at most 32767 a statement
-APPEND_BATCH = 1000
 
 audit_events = Table(
     "audit_events",
@@ -89,21 +86,76 @@ audit_checkpoints = Table(
 )
 
 
-def _row(chained: ChainedRecord) -> dict[str, Any]:
-    r = chained.record
+# Both statements are plain text over arrays, so their compiled form is cached and
+# their shape does not depend on how many events a transaction appends: an audited
+# commit is on every order's hot path.
+_HEADS = text(
+    """
+    SELECT rfq_id, rfq_seq, hash FROM order_core.audit_events
+    WHERE (rfq_id, rfq_seq) IN (
+        SELECT rfq_id, max(rfq_seq) FROM order_core.audit_events
+        WHERE rfq_id = ANY(CAST(:rfq_ids AS text[])) GROUP BY rfq_id
+    )
+    """
+).bindparams(bindparam("rfq_ids", type_=ARRAY(Text)))
+
+_TEXT_COLUMNS = (
+    "rfq_id",
+    "event_type",
+    "producer",
+    "event_id",
+    "correlation_id",
+    "causation_id",
+    "party",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+# The events in the given order (ids follow it, so a chain's events ascend), each
+# queued for the sequencer by the same statement.
+_APPEND = text(
+    """
+    WITH added AS (
+        INSERT INTO order_core.audit_events (rfq_id, rfq_seq, event_type, occurred_at,
+            producer, event_id, correlation_id, causation_id, party, payload, prev_hash, hash)
+        SELECT rfq_id, rfq_seq, event_type, occurred_at, producer, event_id,
+            correlation_id, causation_id, party, payload::jsonb, prev_hash, hash
+        FROM unnest(
+            CAST(:rfq_id AS text[]), CAST(:rfq_seq AS integer[]), CAST(:event_type AS text[]),
+            CAST(:occurred_at AS timestamptz[]), CAST(:producer AS text[]),
+            CAST(:event_id AS text[]), CAST(:correlation_id AS text[]),
+            CAST(:causation_id AS text[]), CAST(:party AS text[]), CAST(:payload AS text[]),
+            CAST(:prev_hash AS text[]), CAST(:hash AS text[])
+        )
+            WITH ORDINALITY AS e(rfq_id, rfq_seq, event_type, occurred_at, producer,
+                event_id, correlation_id, causation_id, party, payload, prev_hash, hash, n)
+        ORDER BY n
+        RETURNING id
+    )
+    INSERT INTO order_core.audit_pending (event) SELECT id FROM added
+    """
+).bindparams(
+    *(bindparam(name, type_=ARRAY(Text)) for name in _TEXT_COLUMNS),
+    bindparam("rfq_seq", type_=ARRAY(Integer)),
+    bindparam("occurred_at", type_=ARRAY(DateTime(timezone=True))),
+)
+
+
+def _columns(chained: Sequence[ChainedRecord]) -> dict[str, list[Any]]:
+    """The rows as one array per column, for `_APPEND`."""
     return {
-        "rfq_id": r.rfq_id,
-        "rfq_seq": chained.rfq_seq,
-        "event_type": r.event_type,
-        "occurred_at": r.occurred_at,
-        "producer": r.producer,
-        "event_id": r.event_id,
-        "correlation_id": r.correlation_id,
-        "causation_id": r.causation_id,
-        "party": r.party,
-        "payload": plain_json(r.payload),
-        "prev_hash": chained.prev_hash,
-        "hash": chained.hash,
+        "rfq_id": [c.record.rfq_id for c in chained],
+        "rfq_seq": [c.rfq_seq for c in chained],
+        "event_type": [c.record.event_type for c in chained],
+        "occurred_at": [c.record.occurred_at for c in chained],
+        "producer": [c.record.producer for c in chained],
+        "event_id": [c.record.event_id for c in chained],
+        "correlation_id": [c.record.correlation_id for c in chained],
+        "causation_id": [c.record.causation_id for c in chained],
+        "party": [c.record.party for c in chained],
+        "payload": [json.dumps(plain_json(c.record.payload)) for c in chained],
+        "prev_hash": [c.prev_hash for c in chained],
+        "hash": [c.hash for c in chained],
     }
 
 
@@ -133,32 +185,17 @@ class AuditLog:
         if not records:
             return []
         chained = chain(await self._heads({r.rfq_id for r in records}), records)
-        # One statement a batch, in order: ids follow the chains' order.
-        for start in range(0, len(chained), APPEND_BATCH):
-            added = (
-                insert(audit_events)
-                .values([_row(c) for c in chained[start : start + APPEND_BATCH]])
-                .returning(audit_events.c.id)
-                .cte("added")
-            )
-            queue = insert(audit_pending).from_select(["event"], select(added.c.id))
-            try:
-                await self._conn.execute(queue)
-            except IntegrityError as exc:
-                if _on_chain_key(exc):
-                    raise ConcurrentUpdate("an audited RFQ's chain grew meanwhile") from exc
-                raise
+        try:
+            await self._conn.execute(_APPEND, _columns(chained))
+        except IntegrityError as exc:
+            if _on_chain_key(exc):
+                raise ConcurrentUpdate("an audited RFQ's chain grew meanwhile") from exc
+            raise
         return chained
 
     async def _heads(self, rfq_ids: set[str]) -> dict[str, tuple[int, str]]:
-        e = audit_events.c
-        last = (
-            select(e.rfq_id, func.max(e.rfq_seq))
-            .where(e.rfq_id.in_(sorted(rfq_ids)))
-            .group_by(e.rfq_id)
-        )
-        query = select(e.rfq_id, e.rfq_seq, e.hash).where(tuple_(e.rfq_id, e.rfq_seq).in_(last))
-        return {row.rfq_id: (row.rfq_seq, row.hash) for row in await self._conn.execute(query)}
+        found = await self._conn.execute(_HEADS, {"rfq_ids": sorted(rfq_ids)})
+        return {row.rfq_id: (row.rfq_seq, row.hash) for row in found}
 
 
 def _on_chain_key(exc: IntegrityError) -> bool:
