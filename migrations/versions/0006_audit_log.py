@@ -78,6 +78,13 @@ def upgrade() -> None:
     );
     CREATE INDEX audit_events_by_party ON order_core.audit_events (party);
     CREATE INDEX audit_events_by_time ON order_core.audit_events (occurred_at);
+    -- One guard for every audit table now: name the table it refused a change to.
+    CREATE OR REPLACE FUNCTION order_core.refuse_audit_change() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'order_core.% is append-only: % refused', TG_TABLE_NAME, TG_OP
+            USING HINT = 'audit rows are never changed; append a correcting event instead';
+    END $$;
     CREATE TRIGGER audit_events_append_only
         BEFORE UPDATE OR DELETE OR TRUNCATE ON order_core.audit_events
         FOR EACH STATEMENT EXECUTE FUNCTION order_core.refuse_audit_change();
@@ -178,15 +185,16 @@ def _carry_over() -> None:
                     *(row["payload_text"] if f == "payload" else row[f] for f in FIELDS),
                     prev,
                     digest,
-                    row["occurred_at"],
                 )
             )
         await_only(
             conn.executemany(
                 "INSERT INTO order_core.audit_events (id, rfq_seq, rfq_id, event_type,"
                 " occurred_at, producer, event_id, correlation_id, causation_id, party,"
-                " payload, prev_hash, hash, recorded_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                " payload, prev_hash, hash)"
+                # recorded_at: now, when it enters this form (the sequencer's delay
+                # metric counts from there, not from when the event happened)
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 moved,
             )
         )

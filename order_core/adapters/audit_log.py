@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from order_core.adapters.audit import (
@@ -153,11 +153,6 @@ class LogStore:
             ).scalar_one()
         )
 
-    async def pending(self) -> int:
-        return int(
-            (await self._conn.execute(select(func.count()).select_from(audit_pending))).scalar_one()
-        )
-
     async def leaves(self, size: int) -> list[bytes]:
         """The leaf hashes of the first `size` events, in log order."""
         query = (
@@ -166,8 +161,3 @@ class LogStore:
             .order_by(audit_log.c.log_index)
         )
         return [bytes.fromhex(h) for h in (await self._conn.execute(query)).scalars()]
-
-    async def leaf(self, log_index: int) -> str | None:
-        query = select(audit_log.c.leaf_hash).where(audit_log.c.log_index == log_index)
-        found: str | None = (await self._conn.execute(query)).scalar_one_or_none()
-        return found

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from order_core.domain.checkpoints import CheckpointSigner
 from otc.logging import get_logger
 
@@ -21,7 +23,7 @@ def load_signer(path: Path, *, create: bool) -> CheckpointSigner:
         return CheckpointSigner.from_pem(path.read_bytes())
     except FileNotFoundError:
         raise RuntimeError(f"the audit signing key {path} does not exist") from None
-    except ValueError as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # TypeError: encrypted
         raise RuntimeError(f"the audit signing key {path} is not usable: {exc}") from None
 
 

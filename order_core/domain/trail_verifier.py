@@ -36,7 +36,9 @@ from order_core.domain.audit import (
     ChainedRecord,
     JsonValue,
     LoggedEvent,
+    canonical_json,
     chain_hash,
+    hashed_fields,
     leaf_hash,
     parse_utc_iso,
     utc_iso,
@@ -64,6 +66,7 @@ class Verdict:
     tree_size: int
     root_hash: str
     checkpoints: int  # whose root was matched
+    signed_size: int  # the largest tree such a checkpoint covers: what is vouched for
     finding: Finding | None
 
     @property
@@ -95,6 +98,7 @@ class TrailVerifier:
         self._tree = Frontier()
         self._events = 0
         self._matched = 0
+        self._signed_size = 0
         self._past_the_log = False
         self._finding = self._check_signatures(public_key)
 
@@ -193,6 +197,7 @@ class TrailVerifier:
                     tree_size=size,
                 )
             self._matched += 1
+            self._signed_size = checkpoint.tree_size
         return None
 
     def fail_input(self, reason: str) -> Verdict:
@@ -218,6 +223,7 @@ class TrailVerifier:
             tree_size=self._tree.size,
             root_hash=self._tree.root().hex(),
             checkpoints=self._matched,
+            signed_size=self._signed_size,
             finding=self._finding,
         )
 
@@ -279,6 +285,10 @@ def exported_event(event: object) -> LoggedEvent:
         prev_hash=_text(event, "prev_hash"),
         hash=_text(event, "hash"),
     )
+    try:
+        canonical_json(hashed_fields(chained.rfq_seq, record))
+    except (ValueError, RecursionError) as exc:  # a lone surrogate, nesting too deep
+        raise ValueError(f"an event that cannot be hashed: {exc}") from None
     return LoggedEvent(
         log_index=None if event.get("log_index") is None else _whole(event, "log_index"),
         chained=chained,

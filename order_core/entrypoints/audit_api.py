@@ -34,6 +34,7 @@ from order_core.entrypoints.audit_schemas import (
 from order_core.service_layer.audit_proofs import AuditProofs
 from order_core.service_layer.audit_queries import (
     DEFAULT_PAGE,
+    MAX_INDEX,
     MAX_PAGE,
     AuditFilter,
     AuditQueries,
@@ -105,7 +106,7 @@ def create_audit_app(
         cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> EventsPage:
-        """Audit events in chain order, one page at a time (auditor or admin)."""
+        """Audit events in log order, one page at a time (auditor or admin)."""
         page = await queries.page(where, cursor=cursor, limit=limit)
         return EventsPage.model_validate({"items": page.items, "next_cursor": page.next_cursor})
 
@@ -155,6 +156,7 @@ def create_audit_app(
             tree_size=verdict.tree_size,
             root_hash=verdict.root_hash,
             checkpoints=verdict.checkpoints,
+            signed_size=verdict.signed_size,
             finding=None if finding is None else FindingOut.model_validate(asdict(finding)),
         )
 
@@ -167,9 +169,11 @@ def create_audit_app(
     async def checkpoints(
         _: Reader,
         size: Annotated[
-            int | None, Query(ge=1, description="only the checkpoint of this size")
+            int | None, Query(ge=1, le=MAX_INDEX, description="only the checkpoint of this size")
         ] = None,
-        after_size: Annotated[int, Query(ge=0, description="checkpoints of larger trees")] = 0,
+        after_size: Annotated[
+            int, Query(ge=0, le=MAX_INDEX, description="checkpoints of larger trees")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> CheckpointsPage:
         """Signed checkpoints in tree-size order; page on with `after_size` set to the
@@ -180,9 +184,10 @@ def create_audit_app(
     @app.get("/v1/audit/events/{log_index}/proof", responses=ERROR_RESPONSES)
     async def inclusion(
         _: Reader,
-        log_index: Annotated[int, Path(ge=0)],
+        log_index: Annotated[int, Path(ge=0, le=MAX_INDEX)],
         size: Annotated[
-            int | None, Query(ge=1, description="tree size; the latest checkpoint's by default")
+            int | None,
+            Query(ge=1, le=MAX_INDEX, description="tree size; the latest checkpoint's by default"),
         ] = None,
     ) -> InclusionProofOut:
         """That the event at `log_index` is in the tree of `size` events (auditor or admin)."""
@@ -195,8 +200,8 @@ def create_audit_app(
     @app.get("/v1/audit/consistency", responses=ERROR_RESPONSES)
     async def consistency(
         _: Reader,
-        first: Annotated[int, Query(ge=1, description="the smaller tree size")],
-        second: Annotated[int, Query(ge=1, description="the larger tree size")],
+        first: Annotated[int, Query(ge=1, le=MAX_INDEX, description="the smaller tree size")],
+        second: Annotated[int, Query(ge=1, le=MAX_INDEX, description="the larger tree size")],
     ) -> ConsistencyProofOut:
         """That the tree of `second` events extends the tree of `first` (auditor or admin)."""
         return ConsistencyProofOut.model_validate(asdict(await proofs.consistency(first, second)))

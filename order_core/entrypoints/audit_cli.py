@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from order_core.adapters.audit_log import LogStore
 from order_core.adapters.checkpoint_file import read_checkpoints
+from order_core.adapters.checkpoint_topic import published_checkpoints
 from order_core.domain.checkpoints import Checkpoint, checkpoint_json, load_public_key
 from order_core.domain.trail_verifier import TrailVerifier, Verdict, exported_event
 from order_core.service_layer.audit_proofs import verify_trail
@@ -67,7 +68,7 @@ def verify_export(
                 if not line.strip():
                     continue
                 event = exported_event(json.loads(line.decode("utf-8")))
-            except ValueError as exc:  # a UnicodeDecodeError and a JSONDecodeError are ones
+            except (ValueError, RecursionError) as exc:  # undecodable, not JSON, too deep
                 return verifier.fail_input(f"{export}, line {number}: {exc}")
             if verifier.check(event) is not None:
                 break
@@ -126,10 +127,16 @@ def _report(verdict: Verdict, *, signatures: bool) -> None:
     if verdict.finding is not None:
         typer.echo(f"trail broken: {verdict.finding.reason}")
         raise typer.Exit(1)
+    unsigned = verdict.events - verdict.signed_size
     typer.echo(
         f"trail intact: {verdict.events} events, {verdict.integrated} in the log, "
         f"root {verdict.root_hash}, {verdict.checkpoints} checkpoints"
         + ("" if signatures else " (signatures not checked: no --public-key)")
+    )
+    # What no checkpoint covers holds together, but nothing outside vouches for it.
+    typer.echo(
+        f"signed: the first {verdict.signed_size} events"
+        + (f"; the last {unsigned} are not covered by a checkpoint yet" if unsigned else "")
     )
 
 
@@ -172,13 +179,24 @@ def export_checkpoints(
     output: Annotated[
         Path | None, typer.Option(help="file to write (default: standard output)")
     ] = None,
+    kafka_bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="read them from the audit.checkpoints topic there instead of the database: "
+            "the copy a database rewrite does not reach"
+        ),
+    ] = None,
 ) -> None:
-    """Write the signed checkpoints of OTC_DATABASE_URL, one JSON object per line."""
-    url = get_settings().require("database_url")
-    lines = "".join(
-        json.dumps(checkpoint_json(c), sort_keys=True) + "\n"
-        for c in asyncio.run(signed_checkpoints(url))
-    )
+    """Write the signed checkpoints of OTC_DATABASE_URL (or of the audit.checkpoints
+    topic), one JSON object per line, in tree-size order."""
+    if kafka_bootstrap is not None:
+        published = asyncio.run(published_checkpoints(kafka_bootstrap))
+        for where in published.unreadable:
+            typer.echo(f"skipped a message that is not a checkpoint at {where}", err=True)
+        found = published.checkpoints
+    else:
+        found = asyncio.run(signed_checkpoints(get_settings().require("database_url")))
+    lines = "".join(json.dumps(checkpoint_json(c), sort_keys=True) + "\n" for c in found)
     if output is None:
         sys.stdout.write(lines)
     else:

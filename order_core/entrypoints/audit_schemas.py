@@ -49,6 +49,9 @@ class VerifyReport(BaseModel):
     tree_size: int
     root_hash: str = Field(description="Merkle root of the log as checked")
     checkpoints: int = Field(description="signed checkpoints checked against it")
+    signed_size: int = Field(
+        description="events the checkpoints vouch for: the largest tree size matched"
+    )
     finding: FindingOut | None = Field(description="the first thing that does not hold")
 
 

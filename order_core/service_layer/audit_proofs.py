@@ -9,6 +9,7 @@ suits an auditor's question, not a hot path.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -133,7 +134,12 @@ class AuditProofs:
     async def verify(self) -> Verdict:
         """Checks every event, the log's and the rest, against the signed checkpoints
         in the database and in the file kept outside it, from one snapshot."""
-        kept = read_checkpoints(self._file) if self._file is not None else []
+        kept: list[Checkpoint] = []
+        if self._file is not None:
+            try:
+                kept = await asyncio.to_thread(read_checkpoints, self._file)
+            except ValueError as exc:
+                return TrailVerifier((), self.public_key).fail_input(str(exc))
         async with reading(self._engine, isolation_level="REPEATABLE READ") as conn:
             return await verify_trail(conn, self.public_key, kept, batch_size=self._batch_size)
 
@@ -149,9 +155,8 @@ async def verify_trail(
     checkpoints and `kept_outside` (a size they disagree on is a finding). Without
     a public key, signatures are not checked: the roots still are."""
     signed = await LogStore(conn).checkpoints()
-    verifier = TrailVerifier(
-        list(signed) + [c for c in kept_outside if c not in signed], public_key
-    )
+    in_database = set(signed)
+    verifier = TrailVerifier(signed + [c for c in kept_outside if c not in in_database], public_key)
     for query in (in_log(EVERYTHING), not_yet_in_log(EVERYTHING)):
         async with aclosing(streamed(conn, query, batch_size)) as batches:
             async for batch in batches:

@@ -42,6 +42,7 @@ STATE_CHANGED = "otc.v1.OrderStateChanged"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 BATCH_SIZE = 1000
+MAX_INDEX = 2**63 - 1  # what a bigint holds: beyond, the database would refuse the query
 FIELDS = (
     "log_index",
     "rfq_id",
@@ -100,7 +101,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         if text.startswith(_CURSOR_PREFIX):
             log_index = int(text.removeprefix(_CURSOR_PREFIX))
-            if log_index >= 0:
+            if 0 <= log_index <= MAX_INDEX:
                 return log_index
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

@@ -37,6 +37,8 @@ from otc.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
+MAX_PAUSE_S = 5.0
+
 INTEGRATION_DELAY = Histogram(
     "otc_audit_integration_delay_seconds",
     "From an audit event's insert to the sequencer giving it a log index",
@@ -50,6 +52,7 @@ CHECKPOINTS = Counter("otc_audit_checkpoints_total", "Signed audit checkpoints")
 class Round:
     integrated: int
     checkpoint: Checkpoint | None
+    signed_size: int = 0  # the latest checkpoint's tree size, by whichever replica
 
 
 class Sequencer:
@@ -74,20 +77,20 @@ class Sequencer:
 
     async def run(self, stopping: asyncio.Event, poll: timedelta) -> None:
         """Integrates until `stopping` is set; a failed round is logged and retried."""
-        file_behind = True
+        pause = poll.total_seconds()
         while not stopping.is_set():
             try:
                 done = await self.round()
-                file_behind = file_behind or done.checkpoint is not None
-                if file_behind:
-                    await self.catch_up_file()
-                    file_behind = False
+                if self._file is not None and done.signed_size > await self._file.last_size():
+                    await self.catch_up_file()  # signed here, or by another replica
+                pause = poll.total_seconds()
                 if done.integrated >= self._batch:
                     continue  # a backlog: the next batch at once
             except Exception as exc:  # the next round retries
-                log.warning("audit sequencer round failed", error=repr(exc))
+                log.warning("audit sequencer round failed", error=repr(exc), retry_in_s=pause)
+                pause = min(pause * 2, MAX_PAUSE_S)  # one line a round, not a flood
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), poll.total_seconds())
+                await asyncio.wait_for(stopping.wait(), pause)
 
     async def round(self) -> Round:
         uow = UnitOfWork(self._engine, OUTBOX_TABLES, producer="order-core", clock=self._clock)
@@ -105,9 +108,12 @@ class Sequencer:
             now = self._clock.now()
             if entries:
                 await store.integrate(entries, frontier, now)
-            checkpoint = None
-            if self._due(await store.latest_checkpoint(), frontier.size, now):
-                checkpoint = self._signer.sign(frontier.size, frontier.root().hex(), now)
+            checkpoint, last = None, await store.latest_checkpoint()
+            if self._due(last, frontier.size, now):
+                # Never before the last one: replicas' clocks differ a little, and the
+                # checkpoints of a growing tree must not go back in time.
+                at = now if last is None else max(now, last.timestamp)
+                checkpoint = self._signer.sign(frontier.size, frontier.root().hex(), at)
                 await store.add_checkpoint(checkpoint)
                 uow.emit(
                     topics.AUDIT_CHECKPOINTS,
@@ -121,7 +127,8 @@ class Sequencer:
         LOG_SIZE.set(frontier.size)
         if checkpoint is not None:
             CHECKPOINTS.inc()
-        return Round(len(entries), checkpoint)
+        signed = checkpoint or last
+        return Round(len(entries), checkpoint, signed.tree_size if signed else 0)
 
     def _due(self, last: Checkpoint | None, size: int, now: datetime) -> bool:
         if size == 0 or (last is not None and last.tree_size >= size):

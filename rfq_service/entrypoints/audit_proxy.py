@@ -31,6 +31,7 @@ READERS = frozenset({Role.AUDITOR, Role.ADMIN})
 TIMEOUT = httpx.Timeout(120.0, connect=3.0)
 PASSED_HEADERS = ("content-type", "content-disposition")
 
+MAX_INDEX = 2**63 - 1  # the audit log's indexes and sizes are bigints upstream
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid bearer token"},
     403: {"description": "the token's role is not auditor or admin"},
@@ -125,7 +126,7 @@ def audit_router(
         cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
-        """Audit events in chain order, one page at a time: `{items, next_cursor}`.
+        """Audit events in log order, one page at a time: `{items, next_cursor}`.
         Auditor or admin role."""
         params = _params(
             rfq_id=rfq_id, party=party, since=since, until=until, cursor=cursor, limit=limit
@@ -179,7 +180,7 @@ def audit_router(
     async def verify(token: Token) -> Response:
         """Recomputes every RFQ's hash chain and the log's Merkle tree against the
         signed checkpoints: `{ok, events, integrated, tree_size, root_hash,
-        checkpoints, finding}`, where `finding` names the first event or checkpoint
+        checkpoints, signed_size, finding}`, where `finding` names the first event or checkpoint
         that does not hold. Auditor or admin role."""
         return await relayed("/v1/audit/verify", token, {})
 
@@ -193,9 +194,11 @@ def audit_router(
     async def checkpoints(
         token: Token,
         size: Annotated[
-            int | None, Query(ge=1, description="only the checkpoint of this size")
+            int | None, Query(ge=1, le=MAX_INDEX, description="only the checkpoint of this size")
         ] = None,
-        after_size: Annotated[int, Query(ge=0, description="checkpoints of larger trees")] = 0,
+        after_size: Annotated[
+            int, Query(ge=0, le=MAX_INDEX, description="checkpoints of larger trees")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
         """Signed checkpoints in tree-size order: `{items}`; page on with `after_size`.
@@ -206,9 +209,10 @@ def audit_router(
     @router.get("/events/{log_index}/proof")
     async def inclusion(
         token: Token,
-        log_index: Annotated[int, Path(ge=0)],
+        log_index: Annotated[int, Path(ge=0, le=MAX_INDEX)],
         size: Annotated[
-            int | None, Query(ge=1, description="tree size; the latest checkpoint's by default")
+            int | None,
+            Query(ge=1, le=MAX_INDEX, description="tree size; the latest checkpoint's by default"),
         ] = None,
     ) -> Response:
         """Inclusion proof of the event at `log_index` in the tree of `size` events
@@ -218,8 +222,8 @@ def audit_router(
     @router.get("/consistency")
     async def consistency(
         token: Token,
-        first: Annotated[int, Query(ge=1, description="the smaller tree size")],
-        second: Annotated[int, Query(ge=1, description="the larger tree size")],
+        first: Annotated[int, Query(ge=1, le=MAX_INDEX, description="the smaller tree size")],
+        second: Annotated[int, Query(ge=1, le=MAX_INDEX, description="the larger tree size")],
     ) -> Response:
         """Consistency proof that the tree of `second` events extends the tree of
         `first` (RFC 6962). Auditor or admin role."""

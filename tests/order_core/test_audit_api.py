@@ -35,6 +35,7 @@ from order_core.adapters.audit import (
     audit_log,
     audit_tree,
 )
+from order_core.adapters.checkpoint_file import read_checkpoints
 from order_core.domain.audit import (
     AuditRecord,
     ChainedRecord,
@@ -835,6 +836,32 @@ async def test_checkpoints_are_published_on_kafka_signed_as_in_the_database(
     assert signature_holds(published, key)
     stored = await got(core, platform, "/v1/audit/checkpoints", size=published.tree_size)
     assert [checkpoint_from_json(c) for c in stored["items"]] == [published]
+
+
+async def test_otc_audit_checkpoints_reads_the_copy_on_kafka(
+    core: httpx.AsyncClient, platform: Platform, signed_size: int, tmp_path: Path
+) -> None:
+    """What an auditor keeps outside the database in Kubernetes: the topic, read back
+    into the file `otc audit verify --checkpoints` takes."""
+    assert platform.endpoints is not None
+    key = load_public_key((await got(core, platform, PUBLIC_KEY))["public_key_pem"].encode())
+    out = tmp_path / "from-kafka.jsonl"
+    args = ["checkpoints", "--kafka-bootstrap", platform.endpoints.kafka_bootstrap]
+
+    async def copied() -> list[Checkpoint] | None:
+        ran = await asyncio.to_thread(CliRunner().invoke, audit_app, [*args, "--output", str(out)])
+        assert ran.exit_code == 0, ran.output
+        found = read_checkpoints(out)
+        # published through the outbox just after it was signed
+        return found if found and found[-1].tree_size >= signed_size else None
+
+    checkpoints = await eventually(copied, f"the checkpoint of {signed_size} on Kafka")
+    sizes = [c.tree_size for c in checkpoints]
+    assert sizes == sorted(set(sizes))
+    assert all(signature_holds(c, key) for c in checkpoints)
+    copied_last = checkpoints[-1]
+    stored = await got(core, platform, "/v1/audit/checkpoints", size=copied_last.tree_size)
+    assert [checkpoint_from_json(c) for c in stored["items"]] == [copied_last]
 
 
 async def test_the_checkpoints_page_in_tree_size_order(

@@ -16,6 +16,22 @@ from order_core.domain.checkpoints import CheckpointSigner, checkpoint_json
 from order_core.entrypoints.audit_cli import audit_app
 
 AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+EVENT = {
+    "log_index": 0,
+    "rfq_id": "R-1",
+    "rfq_seq": 1,
+    "event_type": "otc.v1.OrderStateChanged",
+    "occurred_at": "2026-12-07T09:00:00.000000Z",
+    "producer": "order-core",
+    "event_id": "E-1",
+    "correlation_id": "R-1",
+    "causation_id": "",
+    "party": "TRADER-A",
+    "payload": {},
+    "prev_hash": "0" * 64,
+    "hash": "0" * 64,
+    "leaf_hash": "0" * 64,
+}
 
 
 @pytest.fixture
@@ -95,6 +111,9 @@ def test_checkpoints_that_do_not_parse_are_refused_naming_the_line(
         (b"\n\n[1, 2]\n", "line 3: an event is a JSON object"),
         (b"\xff\n", "line 1"),
         (b'{"payload": {}, "log_index": null}\n', "line 1: occurred_at"),
+        # valid JSON, but a lone surrogate has no UTF-8 form to hash
+        (json.dumps(EVENT | {"payload": {"note": "\ud800"}}).encode(), "cannot be hashed"),
+        (b"[" * 100_000 + b"]" * 100_000, "line 1"),
     ],
 )
 def test_an_export_line_that_is_not_an_event_is_named(

@@ -215,6 +215,25 @@ async def test_an_event_that_commits_late_with_a_lower_id_is_integrated_once(
     assert (await verdict_of(db, signer)).ok
 
 
+async def test_a_replica_whose_clock_is_behind_never_signs_back_in_time(
+    db: AsyncEngine, signer: CheckpointSigner
+) -> None:
+    """Replicas take rounds in turn; one whose clock is 10 s behind the last signer
+    dates its checkpoint with the last one's time, so the verifier's order holds."""
+    ahead = Sequencer(
+        db, signer, ManualClock(START + timedelta(seconds=10)), every=1, interval=timedelta(hours=1)
+    )
+    behind = Sequencer(db, signer, ManualClock(START), every=1, interval=timedelta(hours=1))
+    await append(db, [record(new_id(), 0)])
+    first = (await ahead.round()).checkpoint
+    await append(db, [record(new_id(), 1)])
+    second = (await behind.round()).checkpoint
+    assert first is not None
+    assert second is not None
+    assert second.timestamp == first.timestamp
+    assert (await verdict_of(db, signer)).ok
+
+
 async def test_checkpoints_are_signed_published_and_copied_outside(
     db: AsyncEngine, signer: CheckpointSigner, tmp_path: Path
 ) -> None:

@@ -149,6 +149,7 @@ def test_an_intact_trail_holds() -> None:
         tree_size=10,
         root_hash=merkle.root(leaves(events)).hex(),
         checkpoints=3,
+        signed_size=10,
         finding=None,
     )
     assert verdict.root_hash == checkpoints[-1].root_hash
@@ -156,7 +157,7 @@ def test_an_intact_trail_holds() -> None:
 
 def test_an_empty_trail_holds() -> None:
     verdict = verify([], [])
-    assert verdict == Verdict(0, 0, 0, merkle.EMPTY_ROOT.hex(), 0, None)
+    assert verdict == Verdict(0, 0, 0, merkle.EMPTY_ROOT.hex(), 0, 0, None)
     assert verdict.ok
 
 
@@ -170,6 +171,7 @@ def test_events_not_yet_in_the_log_are_checked_by_their_chains_only() -> None:
         tree_size=7,
         root_hash=merkle.root(leaves(events[:7])).hex(),
         checkpoints=2,
+        signed_size=7,
         finding=None,
     )
     # Their chains still hold them: a changed payload is named with no log index.
