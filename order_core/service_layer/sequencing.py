@@ -6,11 +6,11 @@ its round), take the committed events off the queue, give them the next log
 indexes, extend the tree, and every `every` events or `interval` (whichever comes
 first) sign a checkpoint. The checkpoint goes out through the outbox on
 `audit.checkpoints` and, after the commit, to a file outside the database; the
-file is caught up from the database at start and after each checkpoint, so a
-crash between the two loses nothing. An event is placed after every event that
-committed before the round began; within a round, in id order, which is its RFQ's
-chain order too (an RFQ's next event is only written once the one before it has
-committed).
+file is caught up from the database whenever the latest checkpoint (this
+replica's or another's) is beyond it, so a crash between the two loses nothing.
+An event is placed after every event that committed before the round began;
+within a round, in id order, which is its RFQ's chain order too (an RFQ's next
+event is only written once the one before it has committed).
 """
 
 from __future__ import annotations
