@@ -15,18 +15,17 @@ from order_core.adapters.risk_client import RiskClient
 from order_core.adapters.signing_key import load_signer
 from order_core.adapters.tables import OUTBOX_TABLES
 from order_core.entrypoints.audit_api import create_audit_app
-from order_core.entrypoints.inbound import command
+from order_core.entrypoints.inbound import deliver
 from order_core.service_layer.audit_proofs import AuditProofs
 from order_core.service_layer.audit_queries import AuditQueries
 from order_core.service_layer.deadlines import sweep
-from order_core.service_layer.dependencies import Dependencies
-from order_core.service_layer.handlers import handle
 from order_core.service_layer.reconciling import reconcile
 from order_core.service_layer.sequencing import Sequencer
+from order_core.service_layer.transaction import Dependencies
 from otc.auth import TokenVerifier
 from otc.bus import topics
 from otc.bus.consumer import Consumer
-from otc.bus.envelope import InvalidMessage, Message
+from otc.bus.envelope import Message
 from otc.bus.producer import Publisher
 from otc.clock import Clock, SystemClock
 from otc.db import make_engine
@@ -130,10 +129,7 @@ class OrderCore:
         return not self._stopping.is_set() and self._consumer.ready
 
     async def _dispatch(self, topic: str, message: Message) -> None:
-        cmd = command(message)
-        if cmd is None:
-            raise InvalidMessage(f"order_core does not handle {message.type} on {topic}")
-        await handle(self.deps, cmd)
+        await deliver(self.deps, message)
 
     async def _sweep_forever(self) -> None:
         await self._caught_up()

@@ -1,6 +1,9 @@
 """What every HTTP API of the platform shares: one error shape,
 `{"error": {"code", "message"}}`, the handlers that turn the error taxonomy of
-otc/errors.py into it, and bearer-token authentication."""
+otc/errors.py into it, bearer-token authentication and per-party rate limits.
+
+Rate-limit buckets live in each process, so with N replicas a party may reach N
+times the limit at most; the limit guards each replica, not a global quota."""
 
 # No `from __future__ import annotations`: FastAPI reads the dependency's
 # annotations at runtime.
@@ -19,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from otc.auth import Principal, Unauthorized
 from otc.errors import OtcError, is_transient
 from otc.logging import get_logger
+from otc.rate_limit import TokenBuckets
 
 log = get_logger(__name__)
 
@@ -92,3 +96,16 @@ def bearer_principal(
         return verify(credentials.credentials)
 
     return principal
+
+
+def per_party(
+    buckets: TokenBuckets, authenticate: Callable[..., Awaitable[Principal]]
+) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that authenticates with `authenticate`, then charges the party:
+    over its limit is a 429 `rate_limited` whose Retry-After says when to come back."""
+
+    async def limited(caller: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        buckets.charge(caller.party)
+        return caller
+
+    return limited

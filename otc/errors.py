@@ -21,7 +21,7 @@ edges (otc/api.py for HTTP, the risk_limits gRPC server and order_core's client)
     │   └── ValidationFailed  422   INVALID_ARGUMENT     invalid_request, invalid_quantity,
     │                                                    market_closed, unknown_instrument, ...
     ├── Unauthorized          401   INVALID_ARGUMENT     unauthorized
-    ├── RateLimited (edge)    429   INVALID_ARGUMENT     rate_limited
+    ├── RateLimited           429   INVALID_ARGUMENT     rate_limited: says when to retry
     └── TransientError        503   UNAVAILABLE          unavailable: retried with backoff
         ├── NotYetKnown                                  worth retrying soon
         └── FailpointError                               failpoint (fault injection)
@@ -106,6 +106,17 @@ class Unauthorized(OtcError):
 
     status = 401
     code = "unauthorized"
+
+
+class RateLimited(OtcError):
+    """A party over its request rate; `retry_after` is when the same call would go through."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests; retry in {retry_after:.2f} s")
+        self.retry_after = retry_after
 
 
 class TransientError(OtcError):

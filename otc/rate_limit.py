@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from otc.errors import RateLimited
+
 # float time is inexact: a wait served in full may refill a hair less than one token
 _SLACK = 1e-9
 
@@ -60,6 +62,12 @@ class TokenBuckets:
             bucket.tokens = max(0.0, bucket.tokens - cost)
             return None
         return (cost - bucket.tokens) / self.rate_per_s
+
+    def charge(self, key: str, cost: float = 1) -> None:
+        """Takes `cost` tokens from `key`, or raises `RateLimited` saying when to retry."""
+        wait = self.try_take(key, cost)
+        if wait is not None:
+            raise RateLimited(wait)
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -35,8 +35,8 @@ from otc.service import Service
 from otc.settings import Settings
 from risk_limits.entrypoints.consumer import settlement_events_handler
 from risk_limits.entrypoints.grpc_server import SERVICE_NAME, RiskLimitsServicer
-from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.settling import SWEEP_BATCH, expire_overdue
+from risk_limits.service_layer.unit_of_work import Dependencies
 
 log = get_logger(__name__)
 

@@ -9,11 +9,10 @@ import pytest
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from otc.api import retry_after_headers
+from otc.api import per_party, retry_after_headers
 from otc.auth import Principal, Role, Unauthorized
-from otc.errors import NotYetKnown, OtcError, TransientError
+from otc.errors import NotYetKnown, OtcError, RateLimited, TransientError
 from otc.rate_limit import TokenBuckets
-from rfq_service.entrypoints.rate_limit import RateLimited, per_party
 
 RATE, BURST = 20.0, 40
 

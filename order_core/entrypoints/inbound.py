@@ -1,10 +1,11 @@
-"""From the envelopes order_core consumes to its typed commands: the one place a
-payload is read and validated. A payload that cannot be a command raises
-`InvalidMessage`, which sends it to the dead-letter topic."""
+"""From the envelopes order_core consumes to its typed commands, and from each
+command to its handler: the one place a payload is read and validated. A payload
+that cannot be a command raises `InvalidMessage`, which sends it to the
+dead-letter topic. Every handler is idempotent on its command's event_id."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
@@ -12,8 +13,20 @@ from google.protobuf.message import Message as ProtoMessage
 
 from order_core.domain.order import Quote
 from order_core.service_layer import commands as c
-from order_core.service_layer.dependencies import Dependencies
-from order_core.service_layer.handlers import handle
+from order_core.service_layer.accepting import on_accept_quote
+from order_core.service_layer.confirming import (
+    on_last_look_response,
+    on_settlement_failed,
+    on_trade_settled,
+)
+from order_core.service_layer.end_of_day import on_expire_open_rfqs
+from order_core.service_layer.rfqs import (
+    on_cancel,
+    on_quote_submitted,
+    on_quote_withdrawn,
+    on_rfq_requested,
+)
+from order_core.service_layer.transaction import Dependencies
 from otc.bus.envelope import InvalidMessage, Message
 from otc.contracts import events_pb2 as ev
 from otc.instruments import INSTRUMENTS
@@ -152,9 +165,23 @@ def command(msg: Message) -> c.Command | None:
     return reader(msg, msg.payload) if reader is not None else None
 
 
+# Keyed by command class; each handler takes commands of its own class.
+_HANDLERS: dict[type[c.Command], Callable[[Dependencies, Any], Awaitable[None]]] = {
+    c.RfqRequested: on_rfq_requested,
+    c.QuoteSubmitted: on_quote_submitted,
+    c.QuoteWithdrawn: on_quote_withdrawn,
+    c.AcceptQuote: on_accept_quote,
+    c.CancelRfq: on_cancel,
+    c.LastLookResponse: on_last_look_response,
+    c.TradeSettled: on_trade_settled,
+    c.SettlementFailed: on_settlement_failed,
+    c.ExpireOpenRfqs: on_expire_open_rfqs,
+}
+
+
 async def deliver(deps: Dependencies, msg: Message) -> None:
     """Handles one consumed message."""
     cmd = command(msg)
     if cmd is None:
         raise InvalidMessage(f"order_core does not handle {msg.type}")
-    await handle(deps, cmd)
+    await _HANDLERS[type(cmd)](deps, cmd)

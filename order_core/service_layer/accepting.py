@@ -15,9 +15,9 @@ from order_core.domain.order import AcceptRefused, Fill, Quote
 from order_core.metrics import ACCEPTS
 from order_core.service_layer import messages
 from order_core.service_layer.commands import AcceptQuote
-from order_core.service_layer.dependencies import Dependencies
 from order_core.service_layer.transaction import (
     DUPLICATE,
+    Dependencies,
     Tx,
     already_processed,
     refuse,

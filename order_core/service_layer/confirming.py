@@ -10,13 +10,14 @@ from order_core.domain.lifecycle import OrderEvent
 from order_core.domain.order import Order
 from order_core.metrics import ACCEPT_TO_CONFIRMED
 from order_core.service_layer import commands as c
-from order_core.service_layer.dependencies import Dependencies, unknown_order
 from order_core.service_layer.resolving import confirm, credit_committed, resolve
 from order_core.service_layer.transaction import (
+    Dependencies,
     Tx,
     already_processed,
     record_processed,
     transaction,
+    unknown_order,
 )
 from otc import failpoints
 from otc.logging import get_logger

@@ -11,9 +11,8 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from order_core.domain.lifecycle import OrderEvent
-from order_core.service_layer.dependencies import Dependencies
 from order_core.service_layer.resolving import Resolution, resolve
-from order_core.service_layer.transaction import Tx, transaction
+from order_core.service_layer.transaction import Dependencies, Tx, transaction
 from otc.errors import is_transient
 from otc.logging import get_logger
 

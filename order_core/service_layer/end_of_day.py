@@ -11,8 +11,7 @@ from __future__ import annotations
 from order_core.domain.lifecycle import OrderEvent
 from order_core.service_layer import messages
 from order_core.service_layer.commands import ExpireOpenRfqs
-from order_core.service_layer.dependencies import Dependencies
-from order_core.service_layer.transaction import Tx, transaction
+from order_core.service_layer.transaction import Dependencies, Tx, transaction
 from otc.bus import topics
 from otc.logging import get_logger
 

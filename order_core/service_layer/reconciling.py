@@ -26,7 +26,7 @@ from prometheus_client import Counter
 
 from order_core.domain.lifecycle import OPEN_STATES
 from order_core.service_layer.deadlines import end_last_looks
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.logging import get_logger
 
 log = get_logger(__name__)

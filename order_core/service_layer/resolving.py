@@ -20,8 +20,7 @@ from order_core.domain.lifecycle import OrderEvent
 from order_core.domain.order import Order, Quote
 from order_core.service_layer import messages
 from order_core.service_layer.commands import Received
-from order_core.service_layer.dependencies import Dependencies
-from order_core.service_layer.transaction import DUPLICATE, Tx, transaction
+from order_core.service_layer.transaction import DUPLICATE, Dependencies, Tx, transaction
 from otc.bus import topics
 from otc.ids import derived_id
 

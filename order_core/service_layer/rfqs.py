@@ -11,13 +11,14 @@ from order_core.domain.order import Order
 from order_core.metrics import RFQ_RECORDED, RFQ_TO_FIRST_QUOTE
 from order_core.service_layer import commands as c
 from order_core.service_layer import messages
-from order_core.service_layer.dependencies import Dependencies, unknown_order
 from order_core.service_layer.transaction import (
     DUPLICATE,
+    Dependencies,
     Tx,
     refused,
     transaction,
     unknown_command_target,
+    unknown_order,
 )
 from otc.bus import topics
 from otc.bus.envelope import InvalidMessage

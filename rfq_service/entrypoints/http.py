@@ -12,11 +12,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from otc.api import bearer_principal, error_body, error_response, install_error_handlers
+from otc.api import (
+    bearer_principal,
+    error_body,
+    error_response,
+    install_error_handlers,
+    per_party,
+)
 from otc.auth import Principal
 from otc.rate_limit import TokenBuckets
 from otc.service import ops_routes
-from rfq_service.entrypoints.rate_limit import per_party
 from rfq_service.entrypoints.schemas import (
     ERROR_RESPONSES,
     AcceptBody,

@@ -15,12 +15,11 @@ from pydantic import ValidationError
 
 from otc.api import validation_message
 from otc.auth import Principal
-from otc.errors import OtcError, ValidationFailed
+from otc.errors import OtcError, RateLimited, ValidationFailed
 from otc.instruments import INSTRUMENTS
 from otc.logging import get_logger
 from otc.rate_limit import TokenBuckets
 from rfq_service.entrypoints.hub import QUEUE_LIMIT, Hub, Session
-from rfq_service.entrypoints.rate_limit import RateLimited, enforce
 from rfq_service.entrypoints.schemas import AcceptBody, CreateRfqBody, outcome_answer
 from rfq_service.service_layer.edge import Edge
 from rfq_service.service_layer.prices import PriceBoard, PriceSubscription
@@ -59,7 +58,7 @@ async def handle(text: str, client: Client, deps: SocketDeps) -> None:
         return
     request_id = request.get("request_id")
     try:
-        enforce(deps.buckets, client.caller)
+        deps.buckets.charge(client.caller.party)
         status, data = await _answer(request, client, deps)
         session.push({"type": "response", "request_id": request_id, "status": status, "data": data})
     except ValidationError as exc:

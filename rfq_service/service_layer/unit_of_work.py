@@ -7,8 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from otc.clock import Clock
 from otc.unit_of_work import UnitOfWork
-from rfq_service.adapters.queries import RfqQueries
-from rfq_service.adapters.repository import RfqRepository
+from rfq_service.adapters.repository import RfqQueries, RfqRepository
 from rfq_service.adapters.tables import OUTBOX_TABLES
 
 PRODUCER = "rfq-service"

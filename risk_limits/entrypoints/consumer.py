@@ -13,7 +13,7 @@ from otc.bus.envelope import InvalidMessage, Message
 from otc.contracts import events_pb2
 from risk_limits.domain import commands
 from risk_limits.service_layer import trade_outcomes
-from risk_limits.service_layer.dependencies import Dependencies
+from risk_limits.service_layer.unit_of_work import Dependencies
 
 
 def trade_outcome_command(message: Message) -> commands.RecordTradeOutcome:

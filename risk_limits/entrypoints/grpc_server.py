@@ -28,7 +28,7 @@ from risk_limits.service_layer import (
     settling,
     trade_outcomes,
 )
-from risk_limits.service_layer.dependencies import Dependencies
+from risk_limits.service_layer.unit_of_work import Dependencies
 
 log = get_logger(__name__)
 

@@ -14,7 +14,7 @@ from risk_limits.domain.credit import CreditLine, LineKey, parse_amount, require
 from risk_limits.domain.currency import REFERENCE, ReferenceRate, parse_currency, require_scale
 from risk_limits.domain.errors import CreditLineNotFound, CurrencyChangeRefused
 
-from .dependencies import Dependencies
+from .unit_of_work import Dependencies
 
 log = get_logger(__name__)
 

@@ -15,8 +15,8 @@ from otc.logging import get_logger
 from risk_limits.domain.credit import CreditLine
 from risk_limits.domain.reservation import Reservation
 
-from .dependencies import Dependencies
 from .settling import expire_overdue
+from .unit_of_work import Dependencies
 
 log = get_logger(__name__)
 

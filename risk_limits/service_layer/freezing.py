@@ -35,7 +35,7 @@ from risk_limits.domain.errors import CreditRefused
 from risk_limits.domain.reservation import Reservation, Status, deadline_for, replay_freeze
 from risk_limits.metrics import FREEZES
 
-from .dependencies import Dependencies
+from .unit_of_work import Dependencies
 
 log = get_logger(__name__)
 

@@ -12,7 +12,7 @@ from risk_limits.domain.credit import require_uuid
 from risk_limits.domain.errors import ReservationNotFound
 from risk_limits.domain.reservation import Reservation
 
-from .dependencies import Dependencies
+from .unit_of_work import Dependencies
 
 LIST_LIMIT_MAX = 1000
 

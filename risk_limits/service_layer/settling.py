@@ -30,8 +30,7 @@ from risk_limits.domain.reservation import (
 )
 from risk_limits.metrics import COMMITS, RELEASES, RESERVATIONS_EXPIRED
 
-from .dependencies import Dependencies
-from .unit_of_work import CreditUnitOfWork
+from .unit_of_work import CreditUnitOfWork, Dependencies
 
 log = get_logger(__name__)
 

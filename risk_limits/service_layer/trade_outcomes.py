@@ -19,8 +19,8 @@ from risk_limits.domain.errors import ReservationNotFound
 from risk_limits.domain.reservation import Action, Status
 from risk_limits.metrics import SETTLEMENTS
 
-from .dependencies import Dependencies
 from .settling import apply, valid_id
+from .unit_of_work import Dependencies
 
 log = get_logger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from order_core.adapters.risk_client import RiskClient
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.clock import SystemClock
 from otc.db import make_engine
 from otc.quote_book import QuoteBook

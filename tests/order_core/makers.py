@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 from google.protobuf.message import Message as ProtoMessage
 
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.bus.envelope import Message, decode
 from otc.clock import SystemClock
 from otc.contracts import events_pb2 as ev

@@ -10,7 +10,7 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlalchemy import text
 
 from order_core.entrypoints import inbound
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.bus.envelope import Message, decode, encode
 from otc.clock import SystemClock
 from otc.contracts import events_pb2 as ev

@@ -9,7 +9,7 @@ import dataclasses
 from datetime import timedelta
 
 from order_core.service_layer.deadlines import expire_rfqs, time_out_last_looks
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.bus.envelope import decode
 from otc.contracts import events_pb2 as ev
 from otc.ids import derived_id

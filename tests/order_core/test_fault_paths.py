@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import text
 
 from order_core.service_layer import accepting, deadlines
-from order_core.service_layer.dependencies import Dependencies
 from order_core.service_layer.reconciling import reconcile
+from order_core.service_layer.transaction import Dependencies
 from otc import failpoints
 from otc.bus.envelope import Message
 from otc.contracts import events_pb2 as ev

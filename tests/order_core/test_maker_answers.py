@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.contracts import events_pb2 as ev
 from otc.ids import derived_id, new_id
 from tests.order_core.makers import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from tests.order_core.scenario import (
     MAKERS,
     accept,

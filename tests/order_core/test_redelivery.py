@@ -8,7 +8,7 @@ import asyncio
 import random
 from typing import Any
 
-from order_core.service_layer.dependencies import Dependencies
+from order_core.service_layer.transaction import Dependencies
 from otc.bus import topics
 from otc.ids import new_id
 from stack.client import TraderClient

@@ -23,9 +23,9 @@ from risk_limits.domain.errors import IllegalTransition, ReservationExpired
 from risk_limits.domain.reservation import Status
 from risk_limits.seed import DEMO_BILATERAL_LIMIT, DEMO_LIMIT, seed_demo_credit
 from risk_limits.service_layer.credit_lines import get_exposure, set_credit_line
-from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.freezing import freeze
 from risk_limits.service_layer.settling import SWEEP_BATCH, commit, expire_overdue
+from risk_limits.service_layer.unit_of_work import Dependencies
 from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import private_database, rid
 

@@ -53,9 +53,9 @@ from otc.db import make_engine
 from otc.errors import Conflict
 from risk_limits.domain import commands
 from risk_limits.entrypoints.grpc_server import RiskLimitsServicer
-from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.settling import expire_overdue
 from risk_limits.service_layer.trade_outcomes import record_trade_outcome
+from risk_limits.service_layer.unit_of_work import Dependencies
 from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import (
     Stub,

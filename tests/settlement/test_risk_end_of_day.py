@@ -18,8 +18,8 @@ from otc.clock import ManualClock
 from risk_limits.domain import commands
 from risk_limits.domain.reservation import Status
 from risk_limits.service_layer import credit_lines, freezing, settling
-from risk_limits.service_layer.dependencies import Dependencies
 from risk_limits.service_layer.end_of_day import committed, expire_frozen
+from risk_limits.service_layer.unit_of_work import Dependencies
 
 
 async def test_only_reservations_overdue_by_the_close_and_by_now_expire(
