@@ -33,7 +33,6 @@ orders = Table(
     Column("version", BigInteger, nullable=False),
     Column("rfq_expires_at", DateTime(timezone=True), nullable=False),
     Column("accepted_quote_id", Text),
-    Column("accept_command_id", Text),
     Column("reservation_id", Text),
     Column("trade_side", Text),
     Column("price", Numeric),

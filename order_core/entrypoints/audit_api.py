@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Path, Query
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from order_core.adapters.audit_queries import MAX_INDEX, AuditFilter
 from order_core.domain.checkpoints import key_id, public_pem
 from order_core.entrypoints.audit_schemas import (
     ERROR_RESPONSES,
@@ -34,9 +35,7 @@ from order_core.entrypoints.audit_schemas import (
 from order_core.service_layer.audit_proofs import AuditProofs
 from order_core.service_layer.audit_queries import (
     DEFAULT_PAGE,
-    MAX_INDEX,
     MAX_PAGE,
-    AuditFilter,
     AuditQueries,
     ExportFormat,
 )

@@ -16,18 +16,13 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from order_core.adapters.audit_log import LogStore
+from order_core.adapters.audit_queries import BATCH_SIZE, AuditFilter, reading
 from order_core.adapters.checkpoint_file import read_checkpoints
 from order_core.adapters.checkpoint_topic import published_checkpoints
 from order_core.domain.checkpoints import Checkpoint, checkpoint_json, load_public_key
 from order_core.domain.trail_verifier import TrailVerifier, Verdict, exported_event
 from order_core.service_layer.audit_proofs import verify_trail
-from order_core.service_layer.audit_queries import (
-    BATCH_SIZE,
-    AuditFilter,
-    AuditQueries,
-    ExportFormat,
-    reading,
-)
+from order_core.service_layer.audit_queries import AuditQueries, ExportFormat
 from otc.db import make_engine
 from otc.errors import ValidationFailed
 from otc.settings import get_settings

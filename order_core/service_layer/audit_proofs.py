@@ -22,12 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from order_core.adapters.audit import chained_record
 from order_core.adapters.audit_log import LogStore
-from order_core.adapters.checkpoint_file import read_checkpoints
-from order_core.domain.audit import LoggedEvent, leaf_hash
-from order_core.domain.checkpoints import Checkpoint
-from order_core.domain.merkle import consistency_proof, inclusion_proof, root
-from order_core.domain.trail_verifier import TrailVerifier, Verdict
-from order_core.service_layer.audit_queries import (
+from order_core.adapters.audit_queries import (
     BATCH_SIZE,
     AuditFilter,
     in_log,
@@ -35,6 +30,11 @@ from order_core.service_layer.audit_queries import (
     reading,
     streamed,
 )
+from order_core.adapters.checkpoint_file import read_checkpoints
+from order_core.domain.audit import LoggedEvent, leaf_hash
+from order_core.domain.checkpoints import Checkpoint
+from order_core.domain.merkle import consistency_proof, inclusion_proof, root
+from order_core.domain.trail_verifier import TrailVerifier, Verdict
 from otc.errors import NotFound, ValidationFailed
 
 EVERYTHING = AuditFilter()

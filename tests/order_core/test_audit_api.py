@@ -35,6 +35,7 @@ from order_core.adapters.audit import (
     audit_log,
     audit_tree,
 )
+from order_core.adapters.audit_queries import FIELDS, AuditFilter
 from order_core.adapters.checkpoint_file import read_checkpoints
 from order_core.domain.audit import (
     AuditRecord,
@@ -57,7 +58,7 @@ from order_core.domain.merkle import verify_consistency, verify_inclusion
 from order_core.entrypoints.audit_api import create_audit_app
 from order_core.entrypoints.audit_cli import audit_app
 from order_core.service_layer.audit_proofs import AuditProofs
-from order_core.service_layer.audit_queries import FIELDS, AuditFilter, AuditQueries
+from order_core.service_layer.audit_queries import AuditQueries
 from otc.auth import Role, mint_token, verify_token
 from otc.bus import topics
 from otc.clock import SystemClock

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from order_core.adapters.audit import AuditLog, audit_events, audit_log, audit_pending
 from order_core.adapters.audit_log import LogStore
+from order_core.adapters.audit_queries import AuditFilter
 from order_core.adapters.checkpoint_file import CheckpointFile, read_checkpoints
 from order_core.adapters.repository import ConcurrentUpdate
 from order_core.adapters.tables import OUTBOX_TABLES
@@ -40,7 +41,7 @@ from order_core.domain.merkle import verify_consistency, verify_inclusion
 from order_core.domain.trail_verifier import Verdict
 from order_core.entrypoints.audit_cli import audit_app
 from order_core.service_layer.audit_proofs import AuditProofs, verify_trail
-from order_core.service_layer.audit_queries import AuditFilter, AuditQueries, ExportFormat
+from order_core.service_layer.audit_queries import AuditQueries, ExportFormat
 from order_core.service_layer.sequencing import Sequencer
 from otc.bus import topics
 from otc.clock import ManualClock

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 
+from order_core.adapters.audit_queries import FIELDS, AuditEvent, AuditFilter
 from order_core.service_layer.audit_queries import (
-    FIELDS,
-    AuditEvent,
-    AuditFilter,
     ExportFormat,
     decode_cursor,
     encode_cursor,
