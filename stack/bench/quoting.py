@@ -18,14 +18,16 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from google.protobuf.message import Message as ProtoMessage
 from redis.asyncio import Redis
 
-from otc.bus.envelope import InvalidMessage, decode, encode
+from otc.bus.envelope import encode
 from otc.bus.producer import Publisher
+from otc.bus.requests import Answer, ReplyReader, Waiters
 from otc.bus.topics import ORDER_COMMANDS, RFQ_QUOTES, RFQ_REQUESTS
 from otc.contracts import events_pb2
 from stack.bench.platform import percentile
@@ -34,65 +36,33 @@ from stack.infra.processes import Child, free_port
 STRATEGY = "quoting_service.strategies.fixed_spread:FixedSpread"
 READY_TIMEOUT_S = 90.0
 WAIT_S = 30.0
+# What a record waits to be fetched stays out of the figures, as far as it can.
+FETCH_WAIT_MS = 5
 
 
-class _Quotes:
-    """When each quote of the bench maker was seen on `rfq.quotes` (or, with
-    `topic`, when each record of that topic was read back)."""
+def _quoted_by(maker: str) -> Answer[float]:
+    """A quote of `maker` answers its RFQ with when it was seen."""
 
-    def __init__(self, bootstrap: str, topic: str, maker: str = "") -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-        )
-        self._topic = topic
-        self._maker = maker
-        self.seen: dict[str, float] = {}
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    def answer(payload: ProtoMessage) -> tuple[str, float] | None:
+        if isinstance(payload, events_pb2.QuoteSubmitted) and payload.maker == maker:
+            return payload.rfq_id, time.perf_counter()
+        return None
 
-    async def __aenter__(self) -> _Quotes:
-        await self._consumer.start()
-        await self._consumer.topics()
-        parts = [
-            TopicPartition(self._topic, p)
-            for p in sorted(self._consumer.partitions_for_topic(self._topic) or ())
-        ]
-        self._consumer.assign(parts)
-        await self._consumer.seek_to_end(*parts)
-        for tp in parts:
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._pump())
-        return self
+    return answer
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
 
-    async def _pump(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=50)
-            now = time.perf_counter()
-            for records in batches.values():
-                for record in records:
-                    try:
-                        payload = decode(record.value).payload
-                    except InvalidMessage:
-                        continue
-                    rfq_id = getattr(payload, "rfq_id", "")
-                    if not self._maker or getattr(payload, "maker", "") == self._maker:
-                        self.seen.setdefault(rfq_id, now)
-            if batches:
-                self._changed.set()
+def _read_back(payload: ProtoMessage) -> tuple[str, float] | None:
+    if isinstance(payload, events_pb2.RfqRequested):
+        return payload.rfq_id, time.perf_counter()
+    return None
 
-    async def wait(self, rfq_ids: list[str]) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while any(r not in self.seen for r in rfq_ids) and time.monotonic() < deadline:
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.5)
+
+async def _round_trip(seen: Waiters[float], rfq_id: str, send: Awaitable[float]) -> float | None:
+    """Milliseconds from when `send` says it sent to when `rfq_id` was seen."""
+    with seen.expecting(rfq_id) as answered:
+        sent = await send
+    at = await seen.wait(rfq_id, answered, WAIT_S)
+    return None if at is None else (at - sent) * 1000
 
 
 def _rfq(maker: str) -> events_pb2.RfqRequested:
@@ -156,11 +126,11 @@ async def run_quoting_bench(
     quoter = await _start_quoter(maker, bootstrap, redis_url)
     redis = Redis.from_url(redis_url)
     try:
-        async with _Quotes(bootstrap, RFQ_QUOTES, maker) as quotes:
+        quotes = Waiters(_quoted_by(maker))
+        async with ReplyReader(bootstrap, RFQ_QUOTES, quotes, fetch_max_wait_ms=FETCH_WAIT_MS):
             for _ in range(5):  # warm-up: connections, code paths
                 warm = _rfq(maker)
-                await _send(publisher, warm)
-                await quotes.wait([warm.rfq_id])
+                await _round_trip(quotes, warm.rfq_id, _send(publisher, warm))
             latency = await _latency(publisher, quotes, maker, samples)
             per_s, burst_done = await _throughput(publisher, quotes, maker, rfqs)
         kafka = await _kafka_round_trips(publisher, bootstrap, samples)
@@ -178,27 +148,28 @@ async def run_quoting_bench(
     ]
 
 
-async def _latency(publisher: Publisher, quotes: _Quotes, maker: str, count: int) -> list[float]:
+async def _latency(
+    publisher: Publisher, quotes: Waiters[float], maker: str, count: int
+) -> list[float]:
     latencies = []
     for _ in range(count):
         rfq = _rfq(maker)
-        sent = await _send(publisher, rfq)
-        await quotes.wait([rfq.rfq_id])
-        if rfq.rfq_id in quotes.seen:
-            latencies.append((quotes.seen[rfq.rfq_id] - sent) * 1000)
+        latency = await _round_trip(quotes, rfq.rfq_id, _send(publisher, rfq))
+        if latency is not None:
+            latencies.append(latency)
     return latencies
 
 
 async def _throughput(
-    publisher: Publisher, quotes: _Quotes, maker: str, count: int
+    publisher: Publisher, quotes: Waiters[float], maker: str, count: int
 ) -> tuple[float, int]:
     burst = [_rfq(maker) for _ in range(count)]
+    quoted = {r.rfq_id: quotes.expect(r.rfq_id) for r in burst}
     await publisher.send_many([(ORDER_COMMANDS, r.rfq_id, _raw(publisher, r)) for r in burst])
     started = time.perf_counter()
     await publisher.send_many([(RFQ_REQUESTS, r.rfq_id, _raw(publisher, r)) for r in burst])
-    ids = [r.rfq_id for r in burst]
-    await quotes.wait(ids)
-    done = [quotes.seen[i] for i in ids if i in quotes.seen]
+    seen = await asyncio.gather(*(quotes.wait(i, f, WAIT_S) for i, f in quoted.items()))
+    done = [at for at in seen if at is not None]
     if not done:
         return 0.0, 0
     return len(done) / (max(done) - started), len(done)
@@ -218,15 +189,20 @@ async def _kafka_round_trips(publisher: Publisher, bootstrap: str, count: int) -
     """Publish one record and read it back: an RFQ addressed to no maker, which
     nothing acts on."""
     timings = []
-    async with _Quotes(bootstrap, RFQ_REQUESTS) as back:
+    back = Waiters(_read_back)
+    async with ReplyReader(bootstrap, RFQ_REQUESTS, back, fetch_max_wait_ms=FETCH_WAIT_MS):
         for _ in range(count):
             rfq = _rfq("")
-            started = time.perf_counter()
-            await publisher.publish(RFQ_REQUESTS, rfq.rfq_id, rfq, correlation_id=rfq.rfq_id)
-            await back.wait([rfq.rfq_id])
-            if rfq.rfq_id in back.seen:
-                timings.append((back.seen[rfq.rfq_id] - started) * 1000)
+            timing = await _round_trip(back, rfq.rfq_id, _request(publisher, rfq))
+            if timing is not None:
+                timings.append(timing)
     return timings
+
+
+async def _request(publisher: Publisher, rfq: events_pb2.RfqRequested) -> float:
+    started = time.perf_counter()
+    await publisher.publish(RFQ_REQUESTS, rfq.rfq_id, rfq, correlation_id=rfq.rfq_id)
+    return started
 
 
 async def _redis_round_trips(redis: Redis, count: int) -> list[float]:
