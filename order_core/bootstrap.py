@@ -82,6 +82,7 @@ class OrderCore:
             publisher=self._publisher,
             group_id="order-core",
             session_timeout_ms=s.kafka_session_timeout_ms,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
         )
         self._relay = OutboxRelay(
             engine=self._engine,

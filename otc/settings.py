@@ -54,6 +54,15 @@ class Settings(BaseSettings):
         description="how long a consumer group waits for a member that stopped heartbeating "
         "(a crash) before its partitions move to the others",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="how long a consumer's fetch may wait for records. The embedded broker "
+        "answers a fetch only when this runs out, so it is the latency of every hop there, "
+        "and each idle consumer costs the broker one fetch per wait; Apache Kafka answers "
+        "as soon as records arrive, so 500 (its default) costs no latency there",
+    )
     kafka_partitions: int = Field(
         default=6, description="partitions of each topic `otc up` creates"
     )
@@ -160,7 +169,8 @@ class Settings(BaseSettings):
     audit_sequencer_poll_ms: int = Field(
         default=50,
         gt=0,
-        description="how often the sequencer looks for committed audit events to integrate",
+        description="how often the sequencer looks for committed audit events to integrate "
+        "while they come in; rounds that find none back off to 400 ms",
     )
     accept_reply_timeout_ms: int = Field(
         default=2_000,

@@ -128,6 +128,7 @@ def build(
         publisher=publisher,
         group_id=group_id or name,
         session_timeout_ms=settings.kafka_session_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
     return Quoter(
         name=name,

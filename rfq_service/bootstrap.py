@@ -69,6 +69,7 @@ class RfqService:
             publisher=self._publisher,
             group_id="rfq-service-read-model",
             session_timeout_ms=s.kafka_session_timeout_ms,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
         )
         await self._catch_up.start()
         self._caught_up = False

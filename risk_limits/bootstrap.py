@@ -94,6 +94,7 @@ class RiskLimitsService:
             publisher=self._publisher,
             group_id=self._group_id,
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )
         await self._consumer.start()
 

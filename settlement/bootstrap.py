@@ -54,6 +54,7 @@ class SettlementService:
         self._bootstrap = settings.require("kafka_bootstrap")
         self._group_id = group_id
         self._session_timeout_ms = settings.kafka_session_timeout_ms
+        self._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
         self._clock = clock
         self._rules = rules(settings)
         self._stopping = asyncio.Event()
@@ -78,6 +79,7 @@ class SettlementService:
             publisher=self._publisher,
             group_id=self._group_id,
             session_timeout_ms=self._session_timeout_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await self._consumer.start()
         self._relay = OutboxRelay(

@@ -38,6 +38,10 @@ from otc.unit_of_work import UnitOfWork
 log = get_logger(__name__)
 
 MAX_PAUSE_S = 5.0
+# A round that finds nothing doubles the pause up to this, so a quiet platform does
+# not run several queries every poll; the first event after a quiet spell waits at
+# most this long to be integrated, and any work brings the pause back to the poll.
+IDLE_PAUSE_S = 0.4
 
 INTEGRATION_DELAY = Histogram(
     "otc_audit_integration_delay_seconds",
@@ -53,6 +57,13 @@ class Round:
     integrated: int
     checkpoint: Checkpoint | None
     signed_size: int = 0  # the latest checkpoint's tree size, by whichever replica
+
+
+def next_pause(pause: float, poll: float, done: Round) -> float:
+    """Seconds to wait after a round: the poll after work, longer and longer while idle."""
+    if done.integrated or done.checkpoint is not None:
+        return poll
+    return max(poll, min(pause * 2, IDLE_PAUSE_S))
 
 
 class Sequencer:
@@ -83,7 +94,7 @@ class Sequencer:
                 done = await self.round()
                 if self._file is not None and done.signed_size > await self._file.last_size():
                     await self.catch_up_file()  # signed here, or by another replica
-                pause = poll.total_seconds()
+                pause = next_pause(pause, poll.total_seconds(), done)
                 if done.integrated >= self._batch:
                     continue  # a backlog: the next batch at once
             except Exception as exc:  # the next round retries

@@ -50,6 +50,7 @@ class Consumer:
         from_end: bool = False,
         max_attempts: int = 5,
         session_timeout_ms: int = 10_000,
+        fetch_max_wait_ms: int = 20,
     ) -> None:
         """`group_id=None` assigns every partition to this process (it sees all
         messages, with no group join); `from_end` then starts at the latest offsets."""
@@ -73,9 +74,9 @@ class Consumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
-            # Tansu answers a fetch only when its max wait runs out, so this bounds the
-            # latency of every hop; on loopback the extra polling costs little.
-            fetch_max_wait_ms=20,
+            # The embedded broker answers a fetch only when its max wait runs out, so
+            # this is the latency of every hop there (OTC_KAFKA_FETCH_MAX_WAIT_MS).
+            fetch_max_wait_ms=fetch_max_wait_ms,
             # A crashed member holds its partitions until its session times out:
             # this bounds how long a kill -9 stalls the RFQs on those partitions.
             session_timeout_ms=session_timeout_ms,
