@@ -214,6 +214,21 @@ class Settings(BaseSettings):
         gt=0,
         description="a bot silent for this long is dropped and its quotes withdrawn",
     )
+    mm_messages_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="market-maker gateway: bot messages (quote, replace, withdraw, last-look "
+        "answers) a maker may send per second, sustained, over all its sockets",
+    )
+    mm_message_burst: int = Field(
+        default=100, ge=1, description="market-maker gateway: bot messages a maker may send at once"
+    )
+    mm_refusals_before_close: int = Field(
+        default=200,
+        ge=1,
+        description="market-maker gateway: rate-limited messages in a row after which the "
+        "bot's socket is closed (1008)",
+    )
     calendar: Literal["exchange", "always_open"] = Field(
         default="exchange",
         description="trading sessions: `exchange` (crypto 24/7, FX 24/5) or `always_open`",

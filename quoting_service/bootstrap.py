@@ -22,12 +22,14 @@ from otc.bus.topics import LASTLOOK_REQUESTS, RFQ_QUOTES, RFQ_REQUESTS
 from otc.clock import Clock, SystemClock
 from otc.http_server import http_server
 from otc.quote_book import QuoteBook
+from otc.rate_limit import TokenBuckets
 from otc.redis_client import connect as connect_redis
 from otc.settings import Settings
 from quoting_service.adapters.market_data import MarketData
 from quoting_service.adapters.protection import ProtectionWindow
 from quoting_service.domain.guards import Guards
 from quoting_service.domain.protection import ProtectionLimits
+from quoting_service.entrypoints import bot_protocol as wire
 from quoting_service.entrypoints.bots import Bots
 from quoting_service.entrypoints.gateway import MmGateway
 from quoting_service.entrypoints.mm_gateway import Verify, create_app
@@ -155,7 +157,11 @@ def build_gateway(
     publisher = Publisher(bootstrap, name, clock)
     market = MarketData(bootstrap)
     desk_for = desks(settings, redis=redis, publisher=publisher, market=market, clock=clock)
-    bots = Bots(desk_for, clock, timedelta(milliseconds=settings.quote_ttl_ms))
+    limit = wire.MessageLimit(
+        TokenBuckets(rate_per_s=settings.mm_messages_per_s, burst=settings.mm_message_burst),
+        settings.mm_refusals_before_close,
+    )
+    bots = Bots(desk_for, clock, timedelta(milliseconds=settings.quote_ttl_ms), limit)
     feed = Consumer(
         service=name,
         bootstrap=bootstrap,

@@ -22,6 +22,7 @@ from otc.contracts import events_pb2
 from otc.errors import DomainError
 from otc.money import InvalidDecimal, parse_decimal
 from otc.quote_book import StoredQuote
+from otc.rate_limit import TokenBuckets
 from otc.text import MAX_REASON_LENGTH, refuse_control
 from quoting_service.adapters.contracts import LastLook
 from quoting_service.strategy import RfqView
@@ -110,8 +111,22 @@ def decimal_field(text: str, field: str) -> Decimal:
         raise DomainError(str(exc), code="invalid_request") from None
 
 
-def error(request_id: object, code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "request_id": request_id, "error": {"code": code, "message": message}}
+def error(
+    request_id: object, code: str, message: str, *, retry_after: float | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if retry_after is not None:
+        body["retry_after"] = round(retry_after, 3)  # seconds until the same message would pass
+    return {"type": "error", "request_id": request_id, "error": body}
+
+
+class MessageLimit:
+    """A maker's budget of bot messages, shared by all its sockets (more sockets buy no
+    more), and how many refusals in a row a socket may run into before it is closed."""
+
+    def __init__(self, buckets: TokenBuckets, refusals_before_close: int) -> None:
+        self.buckets = buckets
+        self.refusals_before_close = refusals_before_close
 
 
 def validation_message(exc: ValidationError) -> str:

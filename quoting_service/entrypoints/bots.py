@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -26,44 +26,19 @@ from pydantic import ValidationError
 from otc.bus.envelope import InvalidMessage, Message
 from otc.clock import Clock, to_millis
 from otc.contracts import events_pb2
-from otc.errors import DomainError, OtcError
+from otc.errors import DomainError, OtcError, RateLimited
 from otc.logging import get_logger
 from otc.quote_book import StoredQuote
 from quoting_service.adapters.contracts import LastLook, last_look, rfq_view
 from quoting_service.entrypoints import bot_protocol as wire
+from quoting_service.entrypoints.open_rfqs import OpenRfqs
 from quoting_service.metrics import BOTS_CONNECTED
 from quoting_service.service_layer.desk import Cause, MakerDesk, Refused
-from quoting_service.strategy import Quote, RfqView
+from quoting_service.strategy import Quote
 
 log = get_logger(__name__)
 
 QUEUE_LIMIT = 1000
-RFQS_KEPT = 100_000
-
-
-class OpenRfqs:
-    """RFQs delivered to bots here, by id, with the makers they were addressed to,
-    kept until they expire: a bot quotes only on those."""
-
-    def __init__(self, clock: Clock, limit: int = RFQS_KEPT) -> None:
-        self._clock = clock
-        self._limit = limit
-        self._rfqs: OrderedDict[str, tuple[RfqView, frozenset[str]]] = OrderedDict()
-
-    def add(self, rfq: RfqView, makers: frozenset[str]) -> None:
-        self._rfqs[rfq.rfq_id] = (rfq, makers)
-        now = self._clock.now()
-        # RFQs arrive roughly in expiry order, so the expired ones are at the front
-        while self._rfqs and (
-            len(self._rfqs) > self._limit or next(iter(self._rfqs.values()))[0].expires_at <= now
-        ):
-            self._rfqs.popitem(last=False)
-
-    def get(self, rfq_id: str, maker: str) -> RfqView:
-        found = self._rfqs.get(rfq_id)
-        if found is None or maker not in found[1] or found[0].expires_at <= self._clock.now():
-            raise Refused(f"no open RFQ {rfq_id} addressed to you", code="unknown_rfq")
-        return found[0]
 
 
 class BotSession:
@@ -78,8 +53,11 @@ class BotSession:
         *,
         cancel_on_disconnect: bool,
         default_valid_for: timedelta,
+        limit: wire.MessageLimit,
     ) -> None:
         self.maker = desk.maker
+        self._limit = limit
+        self.refused_in_a_row = 0
         self._clock = clock
         self.desk = desk
         self.cancel_on_disconnect = cancel_on_disconnect
@@ -112,12 +90,21 @@ class BotSession:
         try:
             request = json.loads(text)
         except ValueError:
+            request = text  # refused below, once it has been counted like any message
+        if isinstance(request, dict) and request.get("type") == "heartbeat":
+            return None
+        request_id = request.get("request_id") if isinstance(request, dict) else None
+        try:
+            self._limit.buckets.charge(self.maker)
+        except RateLimited as exc:
+            self.refused_in_a_row += 1
+            return wire.error(request_id, exc.code, exc.message, retry_after=exc.retry_after)
+        self.refused_in_a_row = 0
+        if request is text:
             return wire.error(None, "invalid_json", "message is not JSON")
         if not isinstance(request, dict):
             return wire.error(None, "invalid_request", "message must be a JSON object")
-        request_id, kind = request.get("request_id"), request.get("type")
-        if kind == "heartbeat":
-            return None
+        kind = request.get("type")
         try:
             data = await self._dispatch(kind, request.get("data", {}))
         except ValidationError as exc:
@@ -216,14 +203,23 @@ class Bots:
     """The bots connected to this gateway, by maker, and the feed that fills them."""
 
     def __init__(
-        self, desk_for: Callable[[str], MakerDesk], clock: Clock, default_valid_for: timedelta
+        self,
+        desk_for: Callable[[str], MakerDesk],
+        clock: Clock,
+        default_valid_for: timedelta,
+        limit: wire.MessageLimit,
     ) -> None:
         self._desk_for = desk_for
+        self._limit = limit
         self._desks: dict[str, MakerDesk] = {}
         self._by_maker: dict[str, set[BotSession]] = defaultdict(set)
         self._default_valid_for = default_valid_for
         self._clock = clock
         self.rfqs = OpenRfqs(clock)
+
+    @property
+    def refusals_before_close(self) -> int:
+        return self._limit.refusals_before_close
 
     def desk(self, maker: str) -> MakerDesk:
         desk = self._desks.get(maker)
@@ -238,6 +234,7 @@ class Bots:
             self._clock,
             cancel_on_disconnect=cancel_on_disconnect,
             default_valid_for=self._default_valid_for,
+            limit=self._limit,
         )
         self._by_maker[maker].add(session)
         BOTS_CONNECTED.labels(maker).inc()

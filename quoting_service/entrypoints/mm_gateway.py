@@ -139,6 +139,10 @@ async def _serve_bot(websocket: WebSocket, *, bots: Bots, verify: Verify, timeou
             answer = await session.handle(text)
             if answer is not None:
                 session.push(answer)
+            if session.refused_in_a_row >= bots.refusals_before_close:
+                why = "rate limit exceeded for too long"
+                await websocket.close(code=1008, reason=why)
+                break
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
