@@ -22,6 +22,7 @@ edges (otc/api.py for HTTP, the risk_limits gRPC server and order_core's client)
     │                                                    market_closed, unknown_instrument, ...
     ├── Unauthorized          401   INVALID_ARGUMENT     unauthorized
     ├── RateLimited           429   INVALID_ARGUMENT     rate_limited: says when to retry
+    ├── TooManySessions       429   RESOURCE_EXHAUSTED   too_many_sessions
     └── TransientError        503   UNAVAILABLE          unavailable: retried with backoff
         ├── NotYetKnown                                  worth retrying soon
         └── FailpointError                               failpoint (fault injection)
@@ -117,6 +118,14 @@ class RateLimited(OtcError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many requests; retry in {retry_after:.2f} s")
         self.retry_after = retry_after
+
+
+class TooManySessions(OtcError):
+    """A party already holds as many WebSocket sessions as it may."""
+
+    status = 429
+    code = "too_many_sessions"
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class TransientError(OtcError):

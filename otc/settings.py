@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     price_max_hz: float = Field(
         default=4.0, gt=0, description="most price messages a second per instrument on a WebSocket"
     )
+    ws_max_sessions: int = Field(
+        default=50,
+        ge=1,
+        description="WebSocket sessions one party may hold (a trader's on the edge, counting "
+        "those kept for resuming; a maker's bots on the gateway); the oldest kept one makes "
+        "room, else a new one is refused with close code 4429",
+    )
 
     makers: str = Field(
         default="MM-1,MM-2,MM-3",

@@ -161,7 +161,13 @@ def build_gateway(
         TokenBuckets(rate_per_s=settings.mm_messages_per_s, burst=settings.mm_message_burst),
         settings.mm_refusals_before_close,
     )
-    bots = Bots(desk_for, clock, timedelta(milliseconds=settings.quote_ttl_ms), limit)
+    bots = Bots(
+        desk_for,
+        clock,
+        timedelta(milliseconds=settings.quote_ttl_ms),
+        limit,
+        max_sessions=settings.ws_max_sessions,
+    )
     feed = Consumer(
         service=name,
         bootstrap=bootstrap,

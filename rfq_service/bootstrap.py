@@ -43,7 +43,7 @@ class RfqService:
         self._engine = make_engine(s.require("database_url"), pool_size=20)
         self._publisher = Publisher(s.require("kafka_bootstrap"), self.name, self._clock)
         await self._publisher.start()
-        replies, hub = Replies(), Hub()
+        replies, hub = Replies(), Hub(max_sessions=s.ws_max_sessions)
         edge = Edge(
             engine=self._engine,
             replies=replies,

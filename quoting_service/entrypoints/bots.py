@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from otc.bus.envelope import InvalidMessage, Message
 from otc.clock import Clock, to_millis
 from otc.contracts import events_pb2
-from otc.errors import DomainError, OtcError, RateLimited
+from otc.errors import DomainError, OtcError, RateLimited, TooManySessions
 from otc.logging import get_logger
 from otc.quote_book import StoredQuote
 from quoting_service.adapters.contracts import LastLook, last_look, rfq_view
@@ -208,9 +208,11 @@ class Bots:
         clock: Clock,
         default_valid_for: timedelta,
         limit: wire.MessageLimit,
+        max_sessions: int = 50,
     ) -> None:
         self._desk_for = desk_for
         self._limit = limit
+        self._max_sessions = max_sessions
         self._desks: dict[str, MakerDesk] = {}
         self._by_maker: dict[str, set[BotSession]] = defaultdict(set)
         self._default_valid_for = default_valid_for
@@ -228,6 +230,8 @@ class Bots:
         return desk
 
     def connect(self, maker: str, *, cancel_on_disconnect: bool) -> BotSession:
+        if len(self._by_maker.get(maker, ())) >= self._max_sessions:
+            raise TooManySessions(f"{maker} already has {self._max_sessions} bots connected")
         session = BotSession(
             self.desk(maker),
             self.rfqs,

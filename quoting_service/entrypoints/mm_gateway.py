@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketState
 
 from otc.api import bearer_principal, install_error_handlers
 from otc.auth import Principal, Role, Unauthorized
-from otc.errors import Forbidden, ValidationFailed
+from otc.errors import Forbidden, OtcError, TooManySessions, ValidationFailed
 from otc.logging import get_logger
 from otc.service import ops_routes
 from quoting_service.entrypoints.bots import Bots, BotSession
@@ -96,6 +96,12 @@ def _token(websocket: WebSocket) -> str | None:
     return websocket.query_params.get("token")
 
 
+def _close_code(exc: OtcError) -> int:
+    if isinstance(exc, TooManySessions):
+        return 4429
+    return 4401 if exc.status == 401 else 4403
+
+
 async def _serve_bot(websocket: WebSocket, *, bots: Bots, verify: Verify, timeout_s: float) -> None:
     await websocket.accept()
     try:
@@ -105,14 +111,14 @@ async def _serve_bot(websocket: WebSocket, *, bots: Bots, verify: Verify, timeou
         caller = verify(token)
         if caller.role is not Role.MARKET_MAKER:
             raise Forbidden("the market-maker gateway is for market makers only")
-    except (Unauthorized, Forbidden) as exc:
+        cancel = websocket.query_params.get("cancel_on_disconnect", "true").lower() != "false"
+        session = bots.connect(caller.party, cancel_on_disconnect=cancel)
+    except (Unauthorized, Forbidden, TooManySessions) as exc:
         await websocket.send_json(
             {"type": "error", "error": {"code": exc.code, "message": exc.message}}
         )
-        await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.message[:120])
+        await websocket.close(code=_close_code(exc), reason=exc.message[:120])
         return
-    cancel = websocket.query_params.get("cancel_on_disconnect", "true").lower() != "false"
-    session = bots.connect(caller.party, cancel_on_disconnect=cancel)
     session.push(
         {
             "type": "welcome",

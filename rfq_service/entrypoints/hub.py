@@ -21,11 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from otc.errors import TooManySessions
 from otc.ids import new_id
 
 QUEUE_LIMIT = 1000
 REPLAY_LIMIT = 2000
 RETENTION_S = 120.0
+MAX_SESSIONS = 50
 
 Message = dict[str, Any]
 
@@ -90,15 +92,27 @@ class Hub:
         *,
         replay_limit: int = REPLAY_LIMIT,
         retention_s: float = RETENTION_S,
+        max_sessions: int = MAX_SESSIONS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._replay_limit = replay_limit
+        self._max_sessions = max_sessions
         self._retention = retention_s
         self._monotonic = monotonic
         self._by_party: dict[str, dict[str, Session]] = defaultdict(dict)
 
     def open(self, party: str, connection: Connection) -> Session:
+        """A new session; the party's oldest one kept only for resuming makes room when
+        it holds `max_sessions` already, and if all of them are connected, `TooManySessions`."""
         self._expire()
+        sessions = self._by_party.get(party, {})
+        while len(sessions) >= self._max_sessions:
+            kept = [s for s in sessions.values() if s.detached_at is not None]
+            if not kept:
+                raise TooManySessions(
+                    f"{party} already has {len(sessions)} WebSocket sessions open; close one first"
+                )
+            del sessions[min(kept, key=lambda s: s.detached_at or 0.0).id]
         session = Session(new_id(), party, self._replay_limit)
         session.connection = connection
         self._by_party[party][session.id] = session

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from otc.auth import Principal, Role, Unauthorized
-from otc.errors import Forbidden, OtcError, ValidationFailed
+from otc.errors import Forbidden, OtcError, TooManySessions, ValidationFailed
 from otc.logging import get_logger
 from rfq_service.entrypoints.hub import Connection, Hub, Session
 from rfq_service.entrypoints.ws_requests import Client, error_of, handle, refusal
@@ -39,6 +39,12 @@ HEARTBEAT_S = 15.0
 MAX_IN_FLIGHT = 16
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY_SESSIONS = 4429
+CLOSE_CODES = {
+    Unauthorized: CLOSE_UNAUTHORIZED,
+    Forbidden: CLOSE_FORBIDDEN,
+    TooManySessions: CLOSE_TOO_MANY_SESSIONS,
+}
 CLOSE_TOO_SLOW = 1008
 
 
@@ -62,15 +68,15 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
                 "market makers use /v1/mm/ws, auditors the /v1/audit API"
             )
         resume = _resume_request(websocket)
+        connection = Connection(deps.queue_limit)
+        session, replay, resync_reason = _attach(deps.hub, caller, connection, resume)
     except OtcError as exc:
         await websocket.send_json({"type": "error", "error": error_of(exc)})
-        code = {Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN}.get(type(exc), 1008)
+        code = CLOSE_CODES.get(type(exc), 1008)
         await websocket.close(code=code, reason=exc.message[:120])
         return
 
-    connection = Connection(deps.queue_limit)
     prices = PriceSubscription(deps.prices, connection.offer, max_rate_hz=deps.price_max_hz)
-    session, replay, resync_reason = _attach(deps.hub, caller, connection, resume)
     try:
         await websocket.send_json(
             {

@@ -1,7 +1,8 @@
 """A maker's bot messages are rate-limited per maker over real WebSockets: over its
 budget a message gets a `rate_limited` error saying when to retry and changes
 nothing, a second socket buys no more, another maker is not slowed, and a bot
-that keeps flooding, malformed messages included, is disconnected."""
+that keeps flooding, malformed messages included, is disconnected. A maker holds
+at most its number of bot sockets."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.infra
 
 BURST = 5
 REFUSALS_BEFORE_CLOSE = 20
+MAX_SESSIONS = 2
 SUFFIX = uuid.uuid4().hex[:6]
 FLOODER, OTHER = f"MM-LF-{SUFFIX}", f"MM-LO-{SUFFIX}"
 
@@ -42,6 +44,7 @@ async def ws_url(endpoints: Endpoints) -> AsyncIterator[str]:
         mm_messages_per_s=0.5,
         mm_message_burst=BURST,
         mm_refusals_before_close=REFUSALS_BEFORE_CLOSE,
+        ws_max_sessions=MAX_SESSIONS,
     )
     service = build_gateway(settings, verify=lambda t: verify_token(t, secret=SECRET))
     await service.start()
@@ -116,3 +119,24 @@ async def test_a_bot_that_keeps_flooding_is_disconnected(ws_url: str) -> None:
             await asyncio.wait_for(bot.ws.wait_closed(), 10)
         assert bot.ws.close_code == 1008
         assert "rate limit" in (bot.ws.close_reason or "")
+
+
+async def test_a_maker_holds_at_most_its_bot_sockets(ws_url: str) -> None:
+    maker = f"MM-LS-{SUFFIX}"
+    async with connected(ws_url, maker), connected(ws_url, maker) as second:
+        headers = {"Authorization": f"Bearer {token(maker)}"}
+        async with websockets.connect(ws_url, additional_headers=headers) as refused:
+            error = json.loads(await refused.recv())
+            assert error["error"]["code"] == "too_many_sessions"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await refused.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4429
+        await second.ws.close()
+        for _ in range(50):  # the gateway sees the close a moment after the bot does
+            async with websockets.connect(ws_url, additional_headers=headers) as again:
+                if json.loads(await again.recv())["type"] == "welcome":
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("a bot socket closed did not make room for another")

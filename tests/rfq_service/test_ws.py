@@ -404,3 +404,45 @@ async def test_price_subscriptions_send_changes_only_at_a_capped_rate(
     assert mids[-1] == "3400", "the latest price arrives"
     assert len(mids) <= burst * 10 + 2, f"{len(mids)} prices in {burst:.2f}s exceeds 10 Hz"
     assert len(set(mids)) == len(mids), "only changes are sent"
+
+
+async def test_a_party_holds_at_most_its_sessions_and_a_kept_one_makes_room(
+    platform: Platform,
+) -> None:
+    party = f"TRADER-S-{new_id()[-6:]}"
+    cap = 50  # OTC_WS_MAX_SESSIONS's default, which the test platform runs with
+    sockets = [await _connect(platform, party) for _ in range(cap)]
+    try:
+        welcomes = [await _next(ws, "welcome") for ws in sockets]
+        async with await _connect(platform, party) as refused:
+            error = await _next(refused, "error")
+            assert error["error"]["code"] == "too_many_sessions"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await refused.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4429
+        # another party is not counted against this one
+        async with await _connect(platform) as other:
+            assert (await _next(other, "welcome"))["party"] == "TRADER-A"
+        # a closed socket's session is kept for resuming, and makes room when needed
+        await sockets.pop(0).close()
+        assert await _admitted_once_detached(platform, party)
+        gone = welcomes[0]
+        async with await _connect(
+            platform, party, session_id=gone["session_id"], last_seq=str(gone["after_seq"])
+        ) as late:
+            assert (await _next(late, "welcome"))["resumed"] is False
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def _admitted_once_detached(platform: Platform, party: str) -> bool:
+    """Whether a new session of `party` is let in, once the edge has seen the socket
+    closed just before (it learns of it a moment after the client does)."""
+    for _ in range(50):
+        async with await _connect(platform, party) as ws:
+            if (await _next(ws))["type"] == "welcome":
+                return True
+        await asyncio.sleep(0.1)
+    return False
