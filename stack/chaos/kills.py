@@ -52,6 +52,9 @@ async def kill_services(
 ) -> Counter[str]:
     """`plan.kills` times, one every `plan.interval_s`: a random live service, kill -9."""
     killed: Counter[str] = Counter()
+    # A SIGKILL takes effect a moment later (longer on a loaded machine): until then
+    # the pid still looks like a live service, and must not be signalled again.
+    signalled: set[int] = set()
     for _ in range(plan.kills):
         await asyncio.sleep(plan.interval_s)
         pids = read_services(services_file)
@@ -59,7 +62,8 @@ async def kill_services(
             say("no live service to kill: all of them are restarting")
             continue
         name = rng.choice(sorted(pids))
-        if kill_service(pids[name]):
+        if pids[name] not in signalled and kill_service(pids[name]):
+            signalled.add(pids[name])
             killed[name] += 1
             say(f"kill -9 {name} (pid {pids[name]})")
         else:
