@@ -44,7 +44,6 @@ TOPICS = (
     topics.LASTLOOK_RESPONSES,
     topics.SETTLEMENT_EVENTS,
 )
-SWEEP_INTERVAL_S = 0.25
 CATCH_UP_TIMEOUT_S = 30.0
 
 
@@ -60,7 +59,7 @@ class OrderCore:
 
     async def start(self) -> None:
         s = self._settings
-        self._engine = make_engine(s.require("database_url"), pool_size=10)
+        self._engine = make_engine(s.require("database_url"), pool_size=s.order_core_db_pool_size)
         self._redis = connect_redis(s.require("redis_url"))
         self._risk = RiskClient(s.risk_grpc_target, s.risk_grpc_timeout_ms / 1000)
         self.deps = Dependencies(
@@ -90,6 +89,7 @@ class OrderCore:
             publisher=self._publisher,
             service=self.name,
             database_url=s.require("database_url"),
+            poll_interval=s.outbox_poll_ms / 1000,
         )
         if s.env == "production" and s.audit_signing_key_file is None:
             raise RuntimeError("OTC_AUDIT_SIGNING_KEY_FILE must be set in production")
@@ -109,7 +109,9 @@ class OrderCore:
         )
         # Its own small pool: a slow export holds a connection for as long as it
         # streams, and must not starve the order consumers of theirs.
-        self._audit_engine = make_engine(s.require("database_url"), pool_size=2)
+        self._audit_engine = make_engine(
+            s.require("database_url"), pool_size=s.order_core_audit_db_pool_size
+        )
         if s.ops_port:
             app = create_audit_app(
                 AuditQueries(self._audit_engine),
@@ -135,7 +137,7 @@ class OrderCore:
     async def _sweep_forever(self) -> None:
         await self._caught_up()
         await asyncio.gather(
-            self._every(SWEEP_INTERVAL_S, "deadline sweep", sweep),
+            self._every(self._settings.deadline_sweep_interval_ms / 1000, "deadline sweep", sweep),
             self._every(
                 self._settings.reconcile_interval_ms / 1000, "reconciliation", self._reconcile
             ),

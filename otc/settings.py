@@ -14,10 +14,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from otc.tuning import Tuning
+
 DEV_JWT_SECRET = "otc-development-secret-change-me-in-production"  # noqa: S105
 
 
-class Settings(BaseSettings):
+class Settings(Tuning, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OTC_", frozen=True, extra="ignore")
 
     env: Literal["development", "test", "production"] = Field(
@@ -40,6 +42,14 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL URL (postgresql://user:pass@host/db); unset, `otc up` starts one",
     )
+    postgres_durable: bool = Field(
+        default=False,
+        description="run the embedded PostgreSQL with fsync, synchronous_commit and "
+        "full_page_writes on, as a production server does, the mode to take benchmark "
+        "figures in; off by default, since `otc up` throws its data away at each start and "
+        "crash durability buys nothing there. No effect on a server given by "
+        "`OTC_DATABASE_URL` or started by `OTC_INFRA=containers`",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis URL (redis://host:6379/0); unset, `otc up` starts an embedded Valkey",
@@ -47,21 +57,6 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None,
         description="Kafka bootstrap servers (host:port,...); unset, `otc up` starts a broker",
-    )
-    kafka_session_timeout_ms: int = Field(
-        default=10_000,
-        ge=1_000,
-        description="how long a consumer group waits for a member that stopped heartbeating "
-        "(a crash) before its partitions move to the others",
-    )
-    kafka_fetch_max_wait_ms: int = Field(
-        default=20,
-        ge=1,
-        le=10_000,
-        description="how long a consumer's fetch may wait for records. The embedded broker "
-        "answers a fetch only when this runs out, so it is the latency of every hop there, "
-        "and each idle consumer costs the broker one fetch per wait; Apache Kafka answers "
-        "as soon as records arrive, so 500 (its default) costs no latency there",
     )
     kafka_partitions: int = Field(
         default=6, description="partitions of each topic `otc up` creates"
@@ -144,11 +139,6 @@ class Settings(BaseSettings):
         description="how long after a last-look window the sweeper still waits for an answer "
         "the maker sent in time (answers count by when they were sent)",
     )
-    reconcile_interval_ms: int = Field(
-        default=30_000,
-        gt=0,
-        description="how often order_core reconciles orders with credit reservations",
-    )
     reconcile_grace_ms: int = Field(
         default=10_000,
         ge=0,
@@ -172,12 +162,6 @@ class Settings(BaseSettings):
         default=1000,
         gt=0,
         description="... or this long after the last checkpoint, when events came meanwhile",
-    )
-    audit_sequencer_poll_ms: int = Field(
-        default=50,
-        gt=0,
-        description="how often the sequencer looks for committed audit events to integrate "
-        "while they come in; rounds that find none back off to 400 ms",
     )
     accept_reply_timeout_ms: int = Field(
         default=2_000,

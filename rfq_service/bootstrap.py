@@ -40,7 +40,7 @@ class RfqService:
 
     async def start(self) -> None:
         s = self._settings
-        self._engine = make_engine(s.require("database_url"), pool_size=20)
+        self._engine = make_engine(s.require("database_url"), pool_size=s.rfq_service_db_pool_size)
         self._publisher = Publisher(s.require("kafka_bootstrap"), self.name, self._clock)
         await self._publisher.start()
         replies, hub = Replies(), Hub(max_sessions=s.ws_max_sessions)
@@ -79,6 +79,7 @@ class RfqService:
             publisher=self._publisher,
             service=self.name,
             database_url=s.require("database_url"),
+            poll_interval=s.outbox_poll_ms / 1000,
         )
         verify = TokenVerifier.from_settings(s).verify
         board = PriceBoard()

@@ -41,7 +41,6 @@ from risk_limits.service_layer.unit_of_work import Dependencies
 log = get_logger(__name__)
 
 SERVICE = "risk-limits"
-SWEEP_INTERVAL_S = 1.0
 STOP_GRACE_S = 5.0
 
 
@@ -132,7 +131,7 @@ class RiskLimitsService:
         while not self._stopping.is_set():
             await self._sweep()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SWEEP_INTERVAL_S):
+                async with asyncio.timeout(self._settings.reservation_sweep_interval_ms / 1000):
                     await self._stopping.wait()
 
     async def _sweep(self) -> None:
@@ -155,7 +154,9 @@ def build(
     """`group_id=None` reads every partition of `settlement.events` from the start
     with no group to join: fast to start, for tests; replicas need the group."""
     bootstrap = settings.require("kafka_bootstrap")
-    engine = make_engine(settings.require("database_url"))
+    engine = make_engine(
+        settings.require("database_url"), pool_size=settings.risk_limits_db_pool_size
+    )
     deps = Dependencies(
         engine=engine,
         clock=clock or SystemClock(),

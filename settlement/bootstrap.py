@@ -29,7 +29,6 @@ from settlement.service_layer.settling import Rules, settle_due
 from settlement.service_layer.unit_of_work import SettlementUnitOfWork
 
 SERVICE = "settlement"
-RETRY_SWEEP_INTERVAL_S = 0.2
 
 log = get_logger(__name__)
 
@@ -55,6 +54,9 @@ class SettlementService:
         self._group_id = group_id
         self._session_timeout_ms = settings.kafka_session_timeout_ms
         self._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+        self._pool_size = settings.settlement_db_pool_size
+        self._retry_sweep_interval_s = settings.settlement_retry_sweep_interval_ms / 1000
+        self._outbox_poll_s = settings.outbox_poll_ms / 1000
         self._clock = clock
         self._rules = rules(settings)
         self._stopping = asyncio.Event()
@@ -64,7 +66,7 @@ class SettlementService:
         self._relay: OutboxRelay | None = None
 
     async def start(self) -> None:
-        self._engine = engine = make_engine(self._database_url)
+        self._engine = engine = make_engine(self._database_url, pool_size=self._pool_size)
         self._publisher = Publisher(self._bootstrap, SERVICE, self._clock)
         await self._publisher.start()
 
@@ -88,6 +90,7 @@ class SettlementService:
             publisher=self._publisher,
             service=SERVICE,
             database_url=self._database_url,
+            poll_interval=self._outbox_poll_s,
         )
 
     def _uow(self) -> SettlementUnitOfWork:
@@ -105,7 +108,7 @@ class SettlementService:
             except Exception as exc:
                 log.warning("settlement retry sweep failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), RETRY_SWEEP_INTERVAL_S)
+                await asyncio.wait_for(self._stopping.wait(), self._retry_sweep_interval_s)
 
     async def run(self) -> None:
         consumer, relay = self._started()

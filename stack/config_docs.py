@@ -72,7 +72,8 @@ def _default(info: FieldInfo) -> str:
 
 
 def rows(settings: type[BaseSettings] = Settings) -> list[tuple[str, str, str, str]]:
-    """(variable, type, default, meaning) for every setting, in declaration order."""
+    """(variable, type, default, meaning) for every setting, in declaration order,
+    the class's own before those it inherits (the tuning knobs of `otc/tuning.py`)."""
     prefix = settings.model_config.get("env_prefix", "")
     undocumented = [name for name, info in settings.model_fields.items() if not info.description]
     if undocumented:
@@ -87,7 +88,10 @@ def rows(settings: type[BaseSettings] = Settings) -> list[tuple[str, str, str, s
             _default(info),
             str(info.description),
         )
-        for name, info in settings.model_fields.items()
+        for name, info in sorted(
+            settings.model_fields.items(),
+            key=lambda item: item[0] not in vars(settings).get("__annotations__", {}),
+        )
     ]
 
 
@@ -95,8 +99,8 @@ def document(settings: type[BaseSettings] = Settings) -> str:
     lines = [
         "# Configuration",
         "",
-        "Generated from `otc/settings.py` by `python -m stack.config_docs` (`make docs`);",
-        "do not edit by hand: a test fails when this file and the code disagree.",
+        "Generated from `otc/settings.py` and `otc/tuning.py` by `python -m stack.config_docs`",
+        "(`make docs`); do not edit by hand: a test fails when this file and the code disagree.",
         "",
         "Every service reads the same settings from environment variables. Under",
         "`otc up` the launcher sets the server URLs and ports itself; on Kubernetes the",

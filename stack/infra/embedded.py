@@ -28,7 +28,9 @@ class EmbeddedInfrastructure:
         database_url, redis_url, bootstrap = s.database_url, s.redis_url, s.kafka_bootstrap
         try:
             if not database_url:
-                pg = EmbeddedPostgres(self.state_dir / "postgres", logs / "postgres.log")
+                pg = EmbeddedPostgres(
+                    self.state_dir / "postgres", logs / "postgres.log", durable=s.postgres_durable
+                )
                 self._servers.append(pg)
                 pg.start()
                 database_url = pg.url

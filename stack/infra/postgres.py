@@ -51,11 +51,23 @@ def _stop_stale_server(data_dir: Path) -> None:
         time.sleep(0.1)
 
 
+def _durability_options(durable: bool) -> list[str]:
+    # Development mode turns them off: the data dir is thrown away on the next start,
+    # so durability against an OS crash buys nothing and costs a lot of time. Durable
+    # mode names them too, so no postgresql.conf can turn them off unseen.
+    value = "on" if durable else "off"
+    settings = ("fsync", "synchronous_commit", "full_page_writes")
+    return [option for name in settings for option in ("-c", f"{name}={value}")]
+
+
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, log_file: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log_file: Path, port: int | None = None, *, durable: bool = False
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.log_file = log_file
+        self.durable = durable
         self._child: Child | None = None
         self._user: str | None = None
 
@@ -79,6 +91,8 @@ class EmbeddedPostgres:
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--username=postgres",
+                # Even when durable: this only skips flushing the new, empty cluster,
+                # which is made afresh at each start, and no commit waits on it.
                 "--no-sync",
             ],
             check=True,
@@ -97,14 +111,7 @@ class EmbeddedPostgres:
                 str(self.port),
                 "-k",
                 str(self.data_dir),
-                # Development mode: the data dir is thrown away on the next start, so
-                # durability against an OS crash buys nothing and costs a lot of time.
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
+                *_durability_options(self.durable),
                 "-c",
                 "max_connections=300",
             ],
