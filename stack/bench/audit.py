@@ -28,7 +28,7 @@ from order_core.service_layer.sequencing import Sequencer
 from otc.clock import SystemClock
 from otc.db import make_engine
 from otc.migrate import upgrade
-from stack.bench.platform import percentile
+from stack.bench.report import Report
 
 # what the single-chain trail's head row lock was, for the baseline
 ONE_LOCK = "SELECT pg_advisory_xact_lock(20260101)"
@@ -101,8 +101,8 @@ async def integration_delays(engine: AsyncEngine) -> list[float]:
 
 
 async def run_audit_bench(
-    database_url: str, *, writers: int = 16, seconds: float = 3.0
-) -> list[str]:
+    database_url: str, report: Report, *, writers: int = 16, seconds: float = 3.0
+) -> None:
     async with scratch_database(database_url) as url:
         engine = make_engine(url, pool_size=writers + 2)
         stopping = asyncio.Event()
@@ -127,12 +127,7 @@ async def run_audit_bench(
             stopping.set()
             await sequencing
             await engine.dispose()
-    per_chain, per_lock, per_floor = parallel / seconds, locked / seconds, floor / seconds
-    return [
-        f"audit: {per_chain:.0f} audited commits/s with {writers} writers on chains of "
-        f"their own, {per_lock:.0f}/s taking turns on one lock as the single chain did "
-        f"({per_chain / per_lock:.1f}x); raw floor {per_floor:.0f} one-row commits/s",
-        f"audit: sequencer integration delay p50 {percentile(delays, 50):.1f} ms, "
-        f"p99 {percentile(delays, 99):.1f} ms, max {max(delays):.1f} ms "
-        f"({len(delays)} events, polling every 50 ms)",
-    ]
+    report.rate(f"audited commits, {writers} writers on chains of their own", parallel / seconds)
+    report.rate(f"audited commits, {writers} writers taking turns on one lock", locked / seconds)
+    report.rate(f"raw one-row commits, {writers} writers", floor / seconds)
+    report.measure("audit: committed -> integrated by the sequencer", delays)

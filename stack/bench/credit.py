@@ -2,11 +2,13 @@
 second it sustains and their latency, beside what its floor costs in the same run,
 a bare gRPC round trip (a health check) and a bare PostgreSQL transaction.
 
-Each worker trades between two parties of its own, made for the run with lines
-large enough never to refuse: no credit line is shared, so the figure is the
-service's own path and not a queue on one hot row, and nothing else on the
-platform is touched. Their exposure is freed afterwards (not measured). It
-measures; it asserts nothing.
+It runs twice, with parties made for the run and lines large enough never to
+refuse: first each worker trades between two parties of its own, so no credit line
+is shared and the figure is the service's own path; then every worker trades
+between the same two parties, as every demo trade does, so the figure is that of a
+hot line, where each freeze waits for the one before it to let go of the rows.
+Nothing else on the platform is touched; the exposure is freed afterwards (not
+measured). It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -20,21 +22,17 @@ from decimal import Decimal
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from rich.console import Console
-from rich.table import Table
 
 from otc.contracts import risk_limits_pb2 as pb
 from otc.contracts import risk_limits_pb2_grpc as pb_grpc
 from otc.db import asyncpg_dsn
 from otc.ids import new_id
 from otc.money import fmt
-from stack.bench.platform import percentile
+from stack.bench.report import Report
 
 AMOUNT = Decimal("1")
 CALL_TIMEOUT_S = 10.0
 CHANNELS = 4  # one HTTP/2 connection would serialise what several clients send
-
-console = Console()
 
 
 async def _timed(
@@ -82,11 +80,13 @@ def _freeze_request(reservation_id: str, a: str, b: str) -> pb.FreezeRequest:
 
 
 async def run_risk_bench(
-    target: str, database_url: str, *, pairs: int, concurrency: int
-) -> dict[str, float]:
+    target: str, database_url: str, report: Report, *, pairs: int, concurrency: int
+) -> None:
     run = uuid.uuid4().hex[:8]
+    # one pair of parties per worker, then every worker on one hot pair
     parties = [(f"BENCH-{run}-{w}-A", f"BENCH-{run}-{w}-B") for w in range(concurrency)]
-    ids = [str(uuid.uuid4()) for _ in range(pairs + concurrency)]  # and the warm-up's
+    hot = (f"BENCH-{run}-HOT-A", f"BENCH-{run}-HOT-B")
+    ids = [str(uuid.uuid4()) for _ in range(2 * pairs + concurrency)]  # and the warm-up's
     channels = [grpc.aio.insecure_channel(target) for _ in range(CHANNELS)]
     stubs = [pb_grpc.RiskLimitsStub(channel) for channel in channels]
     healths = [health_pb2_grpc.HealthStub(channel) for channel in channels]
@@ -96,12 +96,20 @@ async def run_risk_bench(
     try:
         for a, b in parties:
             await _open_lines(stubs[0], a, b, fmt(AMOUNT * (pairs + 1)))
+        await _open_lines(stubs[0], *hot, fmt(AMOUNT * (pairs + 1)))
 
-        async def freeze_commit(i: int, worker: int) -> None:
-            stub = stubs[i % CHANNELS]
-            a, b = parties[worker]
-            await stub.Freeze(_freeze_request(ids[i], a, b), timeout=CALL_TIMEOUT_S)
-            await stub.Commit(pb.CommitRequest(reservation_id=ids[i]), timeout=CALL_TIMEOUT_S)
+        async def freeze_commit(reservation_id: str, a: str, b: str, stub_index: int) -> None:
+            stub = stubs[stub_index % CHANNELS]
+            await stub.Freeze(_freeze_request(reservation_id, a, b), timeout=CALL_TIMEOUT_S)
+            await stub.Commit(
+                pb.CommitRequest(reservation_id=reservation_id), timeout=CALL_TIMEOUT_S
+            )
+
+        async def own_lines(i: int, worker: int) -> None:
+            await freeze_commit(ids[i], *parties[worker], i)
+
+        async def hot_pair(i: int, _worker: int) -> None:
+            await freeze_commit(ids[pairs + i], *hot, i)
 
         async def health_check(i: int, _worker: int) -> None:
             await healths[i % CHANNELS].Check(
@@ -113,10 +121,13 @@ async def run_risk_bench(
                 await conn.execute("SELECT 1")
 
         # Warm-up: connections, prepared statements and code paths, not measured.
-        await _timed(concurrency, concurrency, lambda i, w: freeze_commit(pairs + i, w))
+        await _timed(
+            concurrency, concurrency, lambda i, w: freeze_commit(ids[2 * pairs + i], *parties[w], i)
+        )
         await _timed(concurrency, concurrency, health_check)
         await _timed(concurrency, concurrency, transaction)
-        pair_ms, pair_s = await _timed(pairs, concurrency, freeze_commit)
+        own_ms, own_s = await _timed(pairs, concurrency, own_lines)
+        hot_ms, hot_s = await _timed(pairs, concurrency, hot_pair)
         health_ms, health_s = await _timed(pairs, concurrency, health_check)
         tx_ms, tx_s = await _timed(pairs, concurrency, transaction)
         await _settle_all(stubs, ids, concurrency)
@@ -124,17 +135,16 @@ async def run_risk_bench(
         await pool.close()
         for channel in channels:
             await channel.close()
-    figures: dict[str, float] = {}
-    for prefix, latencies, seconds in (
-        ("freeze_commit", pair_ms, pair_s),
-        ("grpc_health", health_ms, health_s),
-        ("pg_transaction", tx_ms, tx_s),
+    for name, latencies, seconds in (
+        (f"credit Freeze + Commit, {concurrency} in flight, a pair of lines each", own_ms, own_s),
+        (f"credit Freeze + Commit, {concurrency} in flight, one hot pair", hot_ms, hot_s),
     ):
-        figures[f"{prefix}_per_s"] = pairs / seconds
-        figures[f"{prefix}_p50_ms"] = percentile(latencies, 50)
-        figures[f"{prefix}_p99_ms"] = percentile(latencies, 99)
-    _report(figures, pairs, concurrency)
-    return figures
+        report.measure(name, latencies)
+        report.rate(name, pairs / seconds)
+    report.floor(f"gRPC round trip (health check), {concurrency} in flight", health_ms)
+    report.rate(f"gRPC round trips, {concurrency} in flight", pairs / health_s)
+    report.floor(f"PostgreSQL BEGIN; SELECT 1; COMMIT, {concurrency} in flight", tx_ms)
+    report.rate(f"PostgreSQL transactions, {concurrency} in flight", pairs / tx_s)
 
 
 async def _settle_all(
@@ -147,21 +157,3 @@ async def _settle_all(
         )
 
     await _timed(len(ids), concurrency, settle)
-
-
-def _report(figures: dict[str, float], pairs: int, concurrency: int) -> None:
-    table = Table(title=f"credit service: {pairs} of each, {concurrency} in flight")
-    for column in ("measure", "per second", "p50 ms", "p99 ms"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    for name, prefix in (
-        ("Freeze + Commit", "freeze_commit"),
-        ("gRPC round trip (health check)", "grpc_health"),
-        ("PostgreSQL BEGIN; SELECT 1; COMMIT", "pg_transaction"),
-    ):
-        table.add_row(
-            name,
-            f"{figures[f'{prefix}_per_s']:.0f}",
-            f"{figures[f'{prefix}_p50_ms']:.2f}",
-            f"{figures[f'{prefix}_p99_ms']:.2f}",
-        )
-    console.print(table)

@@ -18,7 +18,7 @@ from otc.bus.envelope import InvalidMessage, decode
 from otc.bus.topics import RFQ_QUOTES
 from otc.contracts import events_pb2 as ev
 from otc.ids import new_id
-from stack.bench.platform import percentile
+from stack.bench.report import Report
 from stack.client import TraderClient
 
 
@@ -51,10 +51,11 @@ async def run_fanout_bench(
     base_url: str,
     kafka_bootstrap: str,
     mint: Callable[[str], str],
+    report: Report,
     *,
     traders: int = 200,
     rfqs_per_s: float = 5.0,
-) -> list[str]:
+) -> None:
     published: dict[str, float] = {}
     arrived: dict[str, float] = {}
 
@@ -93,12 +94,6 @@ async def run_fanout_bench(
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
     delays = [(arrived[q] - published[q]) * 1000 for q in arrived if q in published]
-    head = f"WebSocket fan-out, {len(live)} of {traders} traders connected, one RFQ each"
-    if not delays:
-        return [head, "  no quote reached a client"]
-    return [
-        head,
-        f"  quote published -> at the trader's client: n={len(delays)} "
-        f"p50 {percentile(delays, 50):.1f} ms, p90 {percentile(delays, 90):.1f} ms, "
-        f"p99 {percentile(delays, 99):.1f} ms, max {max(delays):.1f} ms",
-    ]
+    report.measure(f"quote published -> at the trader, {len(live)} traders connected", delays)
+    if len(live) < traders:
+        report.fail("fan-out: traders that could not connect", traders - len(live))

@@ -1,170 +1,187 @@
-"""`otc bench`: pushes N RFQs through a running platform as traders would, and
-prints latency percentiles and throughput. It measures; it asserts nothing."""
+"""`otc bench`'s runs of whole deals through a running platform, as traders make
+them: RFQ, quotes, accept, the maker's last look, CONFIRMED. It measures; it
+asserts nothing.
+
+- **sequential**: one trader, one RFQ at a time, nothing else in flight; a maker's
+  bot on the gateway notes when each RFQ reaches it. The latency of one RFQ, to
+  compare with other RFQ services measured the same way.
+- **closed loop**: `concurrency` traders' RFQs in flight, each starting when the
+  one before it ended; sustained throughput.
+- **open loop**: RFQs started on a fixed schedule whatever the platform does,
+  latency measured from when each was due, so queueing shows instead of hiding in
+  a slower arrival rate. Its traders are parties of the bench's own (the edge
+  rate-limits each party) and accept each maker's quote in turn, so market-maker
+  protection, which halts a maker hit too often, is not what gets measured.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
 
-import asyncpg
-from rich.console import Console
-from rich.table import Table
-
-from otc.db import asyncpg_dsn
-from otc.ids import new_id
+from stack.bench.deals import Deal, deal, maker_bot, pick_best, wall
+from stack.bench.report import Report
+from stack.bench.timeline import Timeline
 from stack.client import TraderClient
-from stack.demo import best_quote
+from stack.seed import MAKERS
+
+# enough parties that a hundred RFQs a second, each with an accept, stay within
+# the edge's default per-party rate limit
+OPEN_LOOP_TRADERS = tuple(f"BENCH-TRADER-{i:02d}" for i in range(16))
+SEQUENTIAL_MAKER = MAKERS[0]
 
 
-@dataclass
-class Samples:
-    first_quote_ms: list[float] = field(default_factory=list)
-    accept_to_pending_ms: list[float] = field(default_factory=list)
-    accept_to_confirmed_ms: list[float] = field(default_factory=list)
-    transitions: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
+def record(report: Report, label: str, deals: Sequence[Deal]) -> int:
+    """Files the deals' figures under `label`; returns how many were confirmed."""
+    report.measure(
+        f"{label}: RFQ -> first quote",
+        [d.first_quote_ms for d in deals if d.first_quote_ms is not None],
+    )
+    report.measure(
+        f"{label}: accept -> answer",
+        [d.accept_answer_ms for d in deals if d.accept_answer_ms is not None],
+    )
+    report.measure(
+        f"{label}: accept -> PENDING_CONFIRMATION",
+        [d.accept_pending_ms for d in deals if d.accept_pending_ms is not None],
+    )
+    confirmed = [d.accept_confirmed_ms for d in deals if d.accept_confirmed_ms is not None]
+    report.measure(f"{label}: accept -> CONFIRMED", confirmed)
+    for d in deals:
+        if d.failure:
+            report.fail(f"{label}: {d.failure}")
+    return len(confirmed)
 
-    def fail(self, reason: str) -> None:
-        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+async def clients(
+    stack: AsyncExitStack, base_url: str, tokens: Sequence[str]
+) -> list[TraderClient]:
+    return [await stack.enter_async_context(TraderClient(base_url, t)) for t in tokens]
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-async def _one(trader: TraderClient, samples: Samples, quantity: str) -> None:
-    started = time.perf_counter()
-    try:
-        rfq = await trader.create_rfq(
-            client_rfq_id=f"bench-{new_id()}", instrument="BTC-USD", side="buy", quantity=quantity
+async def sequential(
+    trader: TraderClient,
+    report: Report,
+    timeline: Timeline | None,
+    *,
+    gateway_url: str | None,
+    maker_token: str,
+    rfqs: int,
+    quantity: str,
+) -> list[Deal]:
+    label = "sequential"
+    deals: list[Deal] = []
+    async with AsyncExitStack() as stack:
+        bot = (
+            await stack.enter_async_context(maker_bot(gateway_url, maker_token))
+            if gateway_url
+            else None
         )
-        rfq_id = rfq["rfq_id"]
-        await trader.wait_quotes(rfq_id, 1)
-        track = trader.tracks[rfq_id]
-        assert track.first_quote_at is not None
-        samples.first_quote_ms.append((track.first_quote_at - started) * 1000)
-        with contextlib.suppress(TimeoutError):
-            await trader.wait_quotes(rfq_id, len(rfq["counterparties"]), timeout=1.0)
-        chosen = best_quote(track.quotes, "buy")
-        accepted = time.perf_counter()
-        mark = trader.mark(rfq_id)
-        status, body = await trader.accept(rfq_id, chosen["quote_id"])
-        if status not in (200, 202):
-            samples.fail(f"accept {status} {body.get('error', {}).get('code', '')}")
-            return
-        if status == 200:  # the answer is order_core's PENDING_CONFIRMATION decision
-            samples.accept_to_pending_ms.append((time.perf_counter() - accepted) * 1000)
-        outcome = await trader.wait_status(rfq_id, "CONFIRMED", "QUOTED", "EXPIRED", since=mark)
-        if outcome != "CONFIRMED":
-            samples.fail(f"not confirmed: {outcome}")
-            return
-        samples.accept_to_confirmed_ms.append((track.state_at["CONFIRMED"] - accepted) * 1000)
-        # versions start at 1 and every transition bumps it once
-        samples.transitions += max(s["version"] for s in track.states) - 1
-    except TimeoutError as exc:
-        samples.fail(f"timeout: {exc}"[:80])
-
-
-async def postgres_round_trips(database_url: str, count: int = 300) -> list[float]:
-    """The raw cost of one versioned-update transaction, for comparison."""
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        await conn.execute("CREATE TEMP TABLE bench_row (id int PRIMARY KEY, version int)")
-        await conn.execute("INSERT INTO bench_row VALUES (1, 0)")
-        timings = []
-        for version in range(count):
+        to_bot: list[float] = []
+        for _ in range(rfqs + 1):
             started = time.perf_counter()
-            async with conn.transaction():
-                await conn.execute(
-                    "UPDATE bench_row SET version = version + 1 WHERE id = 1 AND version = $1",
-                    version,
-                )
-            timings.append((time.perf_counter() - started) * 1000)
-        return timings
-    finally:
-        await conn.close()
+            one = await deal(trader, quantity=quantity, started=started, makers=len(MAKERS))
+            if bot is not None and one.rfq_id:
+                at = await bot.received(one.rfq_id)
+                if at is not None:
+                    to_bot.append((at - started) * 1000)
+            deals.append(one)
+        # the first deal warms connections and code paths up: not measured
+        deals, to_bot = deals[1:], to_bot[1:]
+        report.measure(f"{label}: RFQ -> {SEQUENTIAL_MAKER}'s bot on the gateway has it", to_bot)
+    if gateway_url is None:
+        report.note("sequential: RFQ -> maker bot not measured: where the gateway runs is unknown")
+    if timeline is not None:
+        await timeline.caught_up(timeout_s=10)
+        report.measure(
+            f"{label}: maker quote published -> trader has it",
+            [
+                (d.marks.first_quote - published) * 1000
+                for d in deals
+                if d.marks.first_quote is not None
+                and (published := timeline.first_quote_published(d.rfq_id)) is not None
+            ],
+        )
+    record(report, label, deals)
+    return deals
 
 
-async def run_bench(
-    base_url: str,
-    tokens: list[str],
+async def closed_loop(
+    traders: Sequence[TraderClient],
+    report: Report,
     *,
     rfqs: int,
     concurrency: int,
     quantity: str,
-    console: Console,
-    database_url: str | None = None,
-) -> Samples:
-    samples = Samples()
-    clients = [TraderClient(base_url, token) for token in tokens]
-    for client in clients:
-        await client.__aenter__()
-    try:
-        # One warm-up round trip so connection set-up is not measured.
-        await _one(clients[0], Samples(), quantity)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(rfqs):
-            queue.put_nowait(i)
+) -> list[Deal]:
+    label = f"closed loop, {concurrency} in flight"
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(rfqs):
+        queue.put_nowait(i)
+    deals: list[Deal] = []
 
-        async def worker(index: int) -> None:
-            client = clients[index % len(clients)]
-            while not queue.empty():
-                queue.get_nowait()
-                await _one(client, samples, quantity)
+    async def worker(index: int) -> None:
+        trader = traders[index % len(traders)]
+        while not queue.empty():
+            queue.get_nowait()
+            started = time.perf_counter()
+            deals.append(await deal(trader, quantity=quantity, started=started, makers=len(MAKERS)))
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    finally:
-        for client in clients:
-            await client.__aexit__(None, None, None)
-    raw_pg = await postgres_round_trips(database_url) if database_url else []
-    _report(console, samples, rfqs, concurrency, elapsed, raw_pg)
-    return samples
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    done = record(report, label, deals)
+    report.rate(f"{label}: RFQs confirmed end to end", done / elapsed)
+    report.rate(f"{label}: order transitions", sum(d.transitions for d in deals) / elapsed)
+    return deals
 
 
-def _report(
-    console: Console,
-    samples: Samples,
-    rfqs: int,
-    concurrency: int,
-    elapsed: float,
-    raw_pg: list[float],
-) -> None:
-    table = Table(title=f"{rfqs} RFQs, {concurrency} in flight, 3 makers")
-    for column in ("measure", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"):
-        table.add_column(column, justify="right" if column != "measure" else "left")
-    for name, values in (
-        ("RFQ -> first quote", samples.first_quote_ms),
-        ("accept -> PENDING_CONFIRMATION", samples.accept_to_pending_ms),
-        ("accept -> CONFIRMED", samples.accept_to_confirmed_ms),
-        ("raw PostgreSQL transaction", raw_pg),
-    ):
-        if not values:
-            continue
-        table.add_row(
-            name,
-            str(len(values)),
-            *(f"{percentile(values, p):.1f}" for p in (50, 90, 99)),
-            f"{max(values) if values else float('nan'):.1f}",
+def each_maker_in_turn(quotes: list[dict[str, Any]], turn: int) -> dict[str, Any]:
+    wanted = MAKERS[turn % len(MAKERS)]
+    mine = [q for q in quotes if q.get("maker") == wanted and q.get("offer_px")]
+    return mine[0] if mine else pick_best(quotes, turn)
+
+
+async def open_loop(
+    traders: Sequence[TraderClient],
+    report: Report,
+    *,
+    rate: float,
+    seconds: float,
+    quantity: str,
+    choose: Callable[[list[dict[str, Any]], int], dict[str, Any]] = each_maker_in_turn,
+) -> list[Deal]:
+    label = f"open loop, {rate:g} RFQs/s"
+    count = max(1, round(rate * seconds))
+    first_due = time.perf_counter() + 0.2
+    running: list[asyncio.Task[Deal]] = []
+    for i in range(count):
+        due = first_due + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        running.append(
+            asyncio.create_task(
+                deal(
+                    traders[i % len(traders)],
+                    quantity=quantity,
+                    started=due,
+                    makers=len(MAKERS),
+                    choose=choose,
+                    turn=i,
+                )
+            )
         )
-    console.print(table)
-    done = len(samples.accept_to_confirmed_ms)
-    console.print(
-        f"sustained: {done / elapsed:.1f} RFQs/s confirmed end to end "
-        f"({done} of {rfqs} in {elapsed:.1f} s)"
-    )
-    console.print(
-        f"order_core: {samples.transitions / elapsed:.1f} transitions/s sustained "
-        f"({samples.transitions} versioned updates)"
-    )
-    if not raw_pg:
-        console.print("raw PostgreSQL: not measured (database URL unknown; set OTC_DATABASE_URL)")
-    if samples.failures:
-        console.print(f"failures: {samples.failures}")
+    late = time.perf_counter() - (first_due + (count - 1) / rate)
+    deals = list(await asyncio.gather(*running))
+    done = record(report, label, deals)
+    confirmed_at = [d.marks.confirmed for d in deals if d.marks.confirmed is not None]
+    if confirmed_at:
+        span = max(confirmed_at) - wall(first_due)
+        report.rate(f"{label}: RFQs confirmed end to end", done / span)
+    if late > 0.05:
+        report.note(f"{label}: the bench itself fell {late * 1000:.0f} ms behind its schedule")
+    return deals

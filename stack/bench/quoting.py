@@ -1,7 +1,8 @@
 """The quoting runtime's figures for `otc bench`: how many quotes per second one
 quoting process sustains, and how long an RFQ takes from being published to its
 quote being stored, beside what its floor costs in the same run: a bare Kafka
-produce-and-consume round trip and a bare Redis round trip.
+produce-and-consume round trip at the same fetch wait (the bench's floors time the
+Redis round trip).
 
 One quoting process of a maker made for the run (fixed spread) is started as its
 own OS process, as `otc up` starts them. Its RFQs are announced to order_core as
@@ -23,14 +24,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from google.protobuf.message import Message as ProtoMessage
-from redis.asyncio import Redis
 
 from otc.bus.envelope import encode
 from otc.bus.producer import Publisher
 from otc.bus.requests import Answer, ReplyReader, Waiters
 from otc.bus.topics import ORDER_COMMANDS, RFQ_QUOTES, RFQ_REQUESTS
 from otc.contracts import events_pb2
-from stack.bench.platform import percentile
+from stack.bench.report import Report
 from stack.infra.processes import Child, free_port
 
 STRATEGY = "quoting_service.strategies.fixed_spread:FixedSpread"
@@ -116,15 +116,13 @@ async def _start_quoter(maker: str, bootstrap: str, redis_url: str) -> Child:
 
 
 async def run_quoting_bench(
-    bootstrap: str, redis_url: str, *, rfqs: int = 500, samples: int = 200
-) -> list[str]:
-    """Runs the quoting figures against the platform's Kafka and Redis; returns the
-    lines to print."""
+    bootstrap: str, redis_url: str, report: Report, *, rfqs: int = 500, samples: int = 200
+) -> None:
+    """Runs the quoting figures against the platform's Kafka and Redis."""
     maker = f"BENCH-MM-{uuid.uuid4().hex[:8]}"
     publisher = Publisher(bootstrap, "quoting-bench")
     await publisher.start()
     quoter = await _start_quoter(maker, bootstrap, redis_url)
-    redis = Redis.from_url(redis_url)
     try:
         quotes = Waiters(_quoted_by(maker))
         async with ReplyReader(bootstrap, RFQ_QUOTES, quotes, fetch_max_wait_ms=FETCH_WAIT_MS):
@@ -134,18 +132,14 @@ async def run_quoting_bench(
             latency = await _latency(publisher, quotes, maker, samples)
             per_s, burst_done = await _throughput(publisher, quotes, maker, rfqs)
         kafka = await _kafka_round_trips(publisher, bootstrap, samples)
-        redis_ms = await _redis_round_trips(redis, samples)
     finally:
-        await redis.aclose()
         await asyncio.to_thread(quoter.stop)
         await publisher.stop()
-    return [
-        f"quoting: one quoting process (maker {maker}, fixed spread)",
-        f"  quotes per second sustained        {per_s:8.0f}   ({burst_done} of {rfqs} at once)",
-        _line("RFQ published -> quote stored", latency),
-        _line("raw Kafka produce -> consume", kafka),
-        _line("raw Redis round trip (SET PX)", redis_ms),
-    ]
+    report.measure("quoting process: RFQ published -> quote stored", latency)
+    report.rate(f"quotes stored by one quoting process ({rfqs} RFQs at once)", per_s)
+    if burst_done < rfqs:
+        report.fail("quoting process: RFQs never quoted", rfqs - burst_done)
+    report.floor(f"Kafka produce -> consume ({FETCH_WAIT_MS} ms fetch wait)", kafka)
 
 
 async def _latency(
@@ -203,19 +197,3 @@ async def _request(publisher: Publisher, rfq: events_pb2.RfqRequested) -> float:
     started = time.perf_counter()
     await publisher.publish(RFQ_REQUESTS, rfq.rfq_id, rfq, correlation_id=rfq.rfq_id)
     return started
-
-
-async def _redis_round_trips(redis: Redis, count: int) -> list[float]:
-    timings = []
-    for i in range(count):
-        started = time.perf_counter()
-        await redis.set(f"bench:round-trip:{i % 8}", "x", px=1000)
-        timings.append((time.perf_counter() - started) * 1000)
-    return timings
-
-
-def _line(name: str, values: list[float]) -> str:
-    if not values:
-        return f"  {name:<34} not measured"
-    p50, p99 = percentile(values, 50), percentile(values, 99)
-    return f"  {name:<34} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (n={len(values)})"

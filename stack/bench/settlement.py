@@ -20,7 +20,7 @@ import asyncpg
 
 from otc.db import asyncpg_dsn
 from otc.ids import new_id
-from stack.bench.platform import percentile
+from stack.bench.report import Report
 from stack.client import TraderClient
 from stack.demo import best_quote
 
@@ -87,13 +87,14 @@ async def _inside_settlement(database_url: str, trade_ids: list[str]) -> list[fl
 async def run_settlement_bench(
     base_url: str,
     tokens: list[str],
+    report: Report,
     *,
     deals: int,
     concurrency: int,
     quantity: str = "0.1",
     database_url: str | None = None,
-) -> list[str]:
-    """Makes `deals` deals through the trader API and returns the lines to print."""
+) -> None:
+    """Makes `deals` deals through the trader API and records their figures."""
     done = _Deals()
     clients = [TraderClient(base_url, token) for token in tokens]
     for client in clients:
@@ -115,21 +116,11 @@ async def run_settlement_bench(
             await client.__aexit__(None, None, None)
     inside = await _inside_settlement(database_url, done.trade_ids) if database_url else []
     span = max(done.settled_at, default=0.0) - min(done.confirmed_at, default=0.0)
-    per_s = len(done.settled_at) / span if span > 0 else 0.0
-    lines = [
-        f"settlement: {deals} deals, {concurrency} in flight",
-        f"  trades settled per second          {per_s:8.1f}   "
-        f"({len(done.settled_at)} settled in {span:.1f} s)",
-        _line("CONFIRMED -> SETTLED (trader)", done.latency_ms),
-        _line("confirmed -> booked (settlement)", inside),
-    ]
-    if done.failures:
-        lines.append(f"  failures: {done.failures}")
-    return lines
-
-
-def _line(name: str, values: list[float]) -> str:
-    if not values:
-        return f"  {name:<34} not measured"
-    p50, p99 = percentile(values, 50), percentile(values, 99)
-    return f"  {name:<34} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (n={len(values)})"
+    report.rate(
+        f"trades settled, {concurrency} deals in flight",
+        len(done.settled_at) / span if span > 0 else 0.0,
+    )
+    report.measure("CONFIRMED -> SETTLED at the trader", done.latency_ms)
+    report.measure("confirmed -> booked, inside settlement", inside)
+    for reason, count in done.failures.items():
+        report.fail(f"settlement deal: {reason}", count)

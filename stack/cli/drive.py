@@ -7,10 +7,11 @@ else start one of their own for the run; chaos needs the local `otc up`.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -21,34 +22,20 @@ import typer
 from otc import endpoints
 from otc.auth import Role
 from otc.settings import Settings, get_settings
+from stack.bench.target import Target
 from stack.cli.shared import console, mint
 
 
-@dataclass(frozen=True)
-class Target:
-    api: str
-    # known when we started it, or when `otc up` wrote down where it runs them
-    database_url: str | None
-    risk_target: str | None
-    redis_url: str | None = None
-    kafka_bootstrap: str | None = None
-
-
 @asynccontextmanager
-async def platform_at(url: str | None) -> AsyncIterator[Target]:
-    """The running platform at `url`, or one started for the occasion."""
+async def platform_at(url: str | None, *, durable: bool = False) -> AsyncIterator[Target]:
+    """The running platform at `url`, or one started for the occasion (its
+    PostgreSQL durable when `durable`)."""
     settings = get_settings()
     target = url or f"http://127.0.0.1:{settings.http_port}"
     try:
         async with httpx.AsyncClient(timeout=1.0) as client:
             if (await client.get(f"{target}/readyz")).status_code == 200:
-                yield Target(
-                    target,
-                    endpoints.database_url(settings),
-                    endpoints.recorded(settings, "risk_target"),
-                    endpoints.redis_url(settings),
-                    endpoints.kafka_bootstrap(settings),
-                )
+                yield _running(settings, target)
                 return
     except httpx.TransportError:
         if url is not None:
@@ -56,10 +43,14 @@ async def platform_at(url: str | None) -> AsyncIterator[Target]:
     from stack.infra.platform import Platform
     from stack.infra.processes import free_port
 
-    console.print(f"no platform at {target}; starting one for this run...")
+    mode = "durable" if durable else "development"
+    console.print(f"no platform at {target}; starting one for this run ({mode} database)...")
     with tempfile.TemporaryDirectory(prefix="otc-") as tmp:
         platform = Platform(
-            settings, state_dir=Path(tmp), http_port=free_port(), log_dir=Path(tmp) / "logs"
+            settings.model_copy(update={"postgres_durable": durable}),
+            state_dir=Path(tmp),
+            http_port=free_port(),
+            log_dir=Path(tmp) / "logs",
         )
         try:
             started = await platform.start()
@@ -69,9 +60,33 @@ async def platform_at(url: str | None) -> AsyncIterator[Target]:
                 f"127.0.0.1:{platform.risk_port}",
                 started.redis_url,
                 started.kafka_bootstrap,
+                gateway_url=f"http://127.0.0.1:{platform.mm_http_port}",
+                root_pid=os.getpid(),
+                names={child.pid: name for name, child in platform.children.items() if child.pid},
             )
         finally:
             platform.stop()
+
+
+def _running(settings: Settings, api: str) -> Target:
+    """What `otc up` wrote down about the platform it runs here, if it runs here."""
+    from stack.bench.processes import up_root
+    from stack.infra.supervisor import SERVICES_FILE
+
+    services_file = settings.state_dir / SERVICES_FILE
+    services = json.loads(services_file.read_text()) if services_file.exists() else {}
+    root = up_root(services)
+    return Target(
+        api,
+        endpoints.database_url(settings),
+        endpoints.recorded(settings, "risk_target"),
+        endpoints.redis_url(settings),
+        endpoints.kafka_bootstrap(settings),
+        gateway_url=endpoints.recorded(settings, "gateway_url"),
+        root_pid=root,
+        names={pid: name for name, pid in services.items()},
+        include_root=root is not None,
+    )
 
 
 def demo(
@@ -101,10 +116,33 @@ def demo(
 
 
 def bench(
-    rfqs: Annotated[int, typer.Option("--rfqs", "-n", help="how many RFQs")] = 200,
-    concurrency: Annotated[int, typer.Option(help="RFQs in flight at once")] = 8,
+    sequential: Annotated[
+        int, typer.Option(help="RFQs one at a time, nothing else in flight (0: skip)")
+    ] = 100,
+    rfqs: Annotated[
+        int, typer.Option("--rfqs", "-n", help="RFQs of the closed loop (0: skip)")
+    ] = 200,
+    concurrency: Annotated[int, typer.Option(help="RFQs in flight at once in the closed loop")] = 8,
+    rate: Annotated[
+        str, typer.Option(help="open-loop arrival rates, RFQs a second, comma-separated ('': skip)")
+    ] = "25,50,100",
+    rate_seconds: Annotated[
+        float, typer.Option(min=1, help="how long each open-loop rate runs")
+    ] = 60,
+    idle_seconds: Annotated[
+        float, typer.Option(min=0, help="idle window timed for CPU before any traffic (0: skip)")
+    ] = 10,
     quantity: str = "0.1",
     url: Annotated[str | None, typer.Option(help="trader API of a running platform")] = None,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            help="when the bench starts a platform of its own, run its PostgreSQL durable"
+        ),
+    ] = True,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures to this file, as JSON")
+    ] = None,
     risk_pairs: Annotated[
         int, typer.Option(help="Freeze + Commit pairs to time on the credit service (0: skip)")
     ] = 300,
@@ -121,75 +159,48 @@ def bench(
         int, typer.Option(help="concurrent writers timing audited commits (0: skip)")
     ] = 16,
 ) -> None:
-    """Measure RFQ -> first quote, accept -> CONFIRMED, sustained RFQs/s, the credit
-    service's Freeze + Commit beside raw gRPC and PostgreSQL round trips, one
-    quoting process's quotes/s beside raw Kafka and Redis round trips, WebSocket
-    fan-out to many connected traders, settlement throughput, and audited commits
-    per second beside the single-lock figure, with the sequencer's delay."""
-    from stack.bench.platform import run_bench
+    """Measure the platform as traders use it: one RFQ at a time, a closed loop, and
+    open-loop arrival rates, with the latency budget of each hop beside its raw floor
+    (PostgreSQL, Redis, gRPC, Kafka), the makers' last-look hold, CPU and RSS of every
+    process at idle and under each load; then the credit service, one quoting
+    process, WebSocket fan-out, settlement and the audit trail on their own."""
+    from stack.bench.run import Bench, Options
+
+    try:
+        rates = tuple(float(r) for r in rate.split(",") if r.strip())
+    except ValueError:
+        raise typer.BadParameter(f"not a list of rates: {rate!r}", param_hint="--rate") from None
+    if any(r <= 0 for r in rates):
+        raise typer.BadParameter("rates must be above zero", param_hint="--rate")
+    options = Options(
+        sequential=sequential,
+        rfqs=rfqs,
+        concurrency=concurrency,
+        rates=rates,
+        rate_seconds=rate_seconds,
+        idle_seconds=idle_seconds,
+        quantity=quantity,
+        fetch_wait_ms=get_settings().kafka_fetch_max_wait_ms,
+        risk_pairs=risk_pairs,
+        quotes=quotes,
+        settlements=settlements,
+        traders=traders,
+        audit_writers=audit_writers,
+    )
 
     async def main() -> None:
-        async with platform_at(url) as target:
-            tokens = [mint(p, Role.TRADER) for p in ("TRADER-A", "TRADER-B")]
-            await run_bench(
-                target.api,
-                tokens,
-                rfqs=rfqs,
-                concurrency=concurrency,
-                quantity=quantity,
+        async with platform_at(url, durable=durable) as target:
+            report = await Bench(
+                target,
+                options,
+                trader_token=lambda party: mint(party, Role.TRADER),
+                maker_token=lambda party: mint(party, Role.MARKET_MAKER),
                 console=console,
-                database_url=target.database_url,
-            )
-            if traders and target.kafka_bootstrap:
-                from stack.bench.fanout import run_fanout_bench
-
-                for line in await run_fanout_bench(
-                    target.api,
-                    target.kafka_bootstrap,
-                    lambda party: mint(party, Role.TRADER),
-                    traders=traders,
-                ):
-                    console.print(line)
-            elif traders:
-                console.print("fan-out not timed: where Kafka runs is unknown")
-            if risk_pairs and target.database_url and target.risk_target:
-                from stack.bench.credit import run_risk_bench
-
-                await run_risk_bench(
-                    target.risk_target,
-                    target.database_url,
-                    pairs=risk_pairs,
-                    concurrency=concurrency,
-                )
-            elif risk_pairs:
-                console.print("credit service not timed: where it and the database run is unknown")
-            if quotes and target.kafka_bootstrap and target.redis_url:
-                from stack.bench.quoting import run_quoting_bench
-
-                for line in await run_quoting_bench(
-                    target.kafka_bootstrap, target.redis_url, rfqs=quotes
-                ):
-                    console.print(line)
-            elif quotes:
-                console.print("quoting not timed: where Kafka and Redis run is unknown")
-            if settlements:
-                from stack.bench.settlement import run_settlement_bench
-
-                for line in await run_settlement_bench(
-                    target.api,
-                    tokens,
-                    deals=settlements,
-                    concurrency=concurrency,
-                    database_url=target.database_url,
-                ):
-                    console.print(line)
-            if audit_writers and target.database_url:
-                from stack.bench.audit import run_audit_bench
-
-                for line in await run_audit_bench(target.database_url, writers=audit_writers):
-                    console.print(line)
-            elif audit_writers:
-                console.print("audit trail not timed: where the database runs is unknown")
+            ).run()
+        report.print(console)
+        if json_path is not None:
+            report.write(json_path)
+            console.print(f"figures written to {json_path}")
 
     asyncio.run(main())
 

@@ -70,7 +70,11 @@ async def run_up(settings: Settings, *, fail_fast: bool = False) -> int:
     console.print("starting the OTC RFQ platform...")
     try:
         endpoints = await platform.start()
-        recorded = {**asdict(endpoints), "risk_target": f"127.0.0.1:{platform.risk_port}"}
+        recorded = {
+            **asdict(endpoints),
+            "risk_target": f"127.0.0.1:{platform.risk_port}",
+            "gateway_url": f"http://127.0.0.1:{platform.mm_http_port}",
+        }
         write_endpoints(state_dir / ENDPOINTS_FILE, recorded)
         print_banner(platform)
         services_file = state_dir / SERVICES_FILE

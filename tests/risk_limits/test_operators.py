@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from typer.testing import CliRunner, Result
 
 from risk_limits.entrypoints.cli import risk_app
 from stack.bench.credit import run_risk_bench
+from stack.bench.report import Report
 from stack.infra.provider import Endpoints
 from tests.risk_limits.conftest import Running, name
 
@@ -58,19 +58,30 @@ async def test_refusals_print_the_status_and_exit_1(risk: Running) -> None:
 
 
 async def test_bench_reports_pairs_beside_grpc_and_postgres(
-    risk: Running, endpoints: Endpoints, capsys: pytest.CaptureFixture[str]
+    risk: Running, endpoints: Endpoints
 ) -> None:
-    figures = await asyncio.to_thread(
+    report = Report()
+    await asyncio.to_thread(
         asyncio.run,
-        run_risk_bench(risk.target, endpoints.database_url, pairs=40, concurrency=4),
+        run_risk_bench(risk.target, endpoints.database_url, report, pairs=40, concurrency=4),
     )
-    assert set(figures) == {
-        f"{prefix}_{figure}"
-        for prefix in ("freeze_commit", "grpc_health", "pg_transaction")
-        for figure in ("per_s", "p50_ms", "p99_ms")
+    own = "credit Freeze + Commit, 4 in flight, a pair of lines each"
+    hot = "credit Freeze + Commit, 4 in flight, one hot pair"
+    grpc, postgres = (
+        "gRPC round trip (health check), 4 in flight",
+        ("PostgreSQL BEGIN; SELECT 1; COMMIT, 4 in flight"),
+    )
+    figures = report.as_json()
+    assert set(figures["measures"]) == {own, hot}
+    assert set(figures["floors"]) == {grpc, postgres}
+    for summary in (*figures["measures"].values(), *figures["floors"].values()):
+        assert summary["n"] == 40
+        assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    assert set(figures["rates"]) == {
+        own,
+        hot,
+        "gRPC round trips, 4 in flight",
+        "PostgreSQL transactions, 4 in flight",
     }
-    assert all(value > 0 for value in figures.values())
-    assert figures["freeze_commit_p50_ms"] <= figures["freeze_commit_p99_ms"]
-    printed = capsys.readouterr().out
-    for row in ("Freeze + Commit", "gRPC round trip", "BEGIN; SELECT 1; COMMIT"):
-        assert row in printed
+    assert all(per_second > 0 for per_second in figures["rates"].values())
+    assert figures["failures"] == {}
