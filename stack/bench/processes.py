@@ -16,7 +16,6 @@ service's own subprocesses as that service.
     finally:
         window = await usage.stop()
     window.record(report, "run")
-    (await idle(scope, 10.0)).record(report, "idle")
 """
 
 from __future__ import annotations
@@ -226,11 +225,3 @@ class Usage:
         self._gone.add(process)
         label = tracked.label
         self._retired_cpu[label] = self._retired_cpu.get(label, 0.0) + tracked.used()
-
-
-async def idle(scope: Scope, seconds: float, *, interval_s: float = 0.5) -> Window:
-    """The platform's usage over `seconds` of doing nothing asked of it."""
-    usage = Usage(scope, interval_s)
-    await usage.start()
-    await asyncio.sleep(seconds)
-    return await usage.stop()

@@ -2,7 +2,8 @@
 schema that stays stable from run to run, so figures can be compared across commits:
 
     {"schema": 1,
-     "database": {"mode": "durable" | "development" | "unknown", settings...},
+     "database": {"mode": "durable" | "partly durable" | "development" | "unknown",
+                  "fsync", "synchronous_commit", "full_page_writes"},
      "measures": {name: {"n", "p50_ms", "p90_ms", "p99_ms", "max_ms"}},
      "rates": {name: per_second},
      "failures": {name: count},
