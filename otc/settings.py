@@ -59,7 +59,12 @@ class Settings(Tuning, BaseSettings):
         description="Kafka bootstrap servers (host:port,...); unset, `otc up` starts a broker",
     )
     kafka_partitions: int = Field(
-        default=6, description="partitions of each topic `otc up` creates"
+        default=2,
+        ge=1,
+        description="partitions of each topic `otc up` creates. Every idle consumer costs "
+        "the embedded broker work for each partition it follows, and one machine runs one "
+        "replica of each service, so a few are enough; Kubernetes creates its own (6, "
+        "deploy/k8s/base/kafka-topics.yaml)",
     )
 
     http_host: str = Field(

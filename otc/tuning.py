@@ -25,6 +25,15 @@ class Tuning(BaseModel):
         "and each idle consumer costs the broker one fetch per wait; Apache Kafka answers "
         "as soon as records arrive, so 500 (its default) costs no latency there",
     )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="the same for consumers no deal waits on (the edge's read-model "
+        "catch-up and price feed, risk_limits' settlement events): each idle consumer "
+        "keeps the embedded broker and its own process busy in proportion to how often "
+        "it fetches, so these fetch seldom",
+    )
     reconcile_interval_ms: int = Field(
         default=30_000,
         gt=0,

@@ -69,7 +69,9 @@ class RfqService:
             publisher=self._publisher,
             group_id="rfq-service-read-model",
             session_timeout_ms=s.kafka_session_timeout_ms,
-            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            # the live consumer above keeps the read model current; this one only
+            # makes sure nothing is missed across restarts
+            fetch_max_wait_ms=s.kafka_background_fetch_max_wait_ms,
         )
         await self._catch_up.start()
         self._caught_up = False
@@ -91,6 +93,7 @@ class RfqService:
             publisher=self._publisher,
             group_id=None,
             from_end=True,
+            fetch_max_wait_ms=s.kafka_background_fetch_max_wait_ms,
         )
         await self._prices.start()
         buckets = TokenBuckets(rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst)

@@ -93,7 +93,7 @@ class RiskLimitsService:
             publisher=self._publisher,
             group_id=self._group_id,
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
-            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=self._settings.kafka_background_fetch_max_wait_ms,
         )
         await self._consumer.start()
 
