@@ -43,6 +43,7 @@ async def test_a_small_bench_files_every_figure(platform: Platform, tmp_path: Pa
         rate_seconds=1,
         idle_seconds=1,
         fetch_wait_ms=platform.settings.kafka_fetch_max_wait_ms,
+        floor_samples=20,
         risk_pairs=0,
         quotes=0,
         settlements=0,

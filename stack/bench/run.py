@@ -40,6 +40,7 @@ class Options:
     idle_seconds: float = 10.0
     quantity: str = "0.1"
     fetch_wait_ms: int = 20
+    floor_samples: int = 200
     risk_pairs: int = 300
     quotes: int = 500
     settlements: int = 100
@@ -97,6 +98,7 @@ class Bench:
             risk_target=t.risk_target,
             kafka_bootstrap=t.kafka_bootstrap,
             fetch_wait_ms=o.fetch_wait_ms,
+            count=o.floor_samples,
         )
         async with AsyncExitStack() as stack:
             demo = await runs.clients(
