@@ -9,8 +9,8 @@ development tokens with the same code. Where the keys come from is otc/auth_keys
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +45,8 @@ class Role(StrEnum):
 class Principal:
     party: str
     role: Role
+    # when the token that named it expires: a socket's lease ends then (otc/lease.py)
+    expires_at: datetime | None = field(default=None, compare=False)
 
 
 class TokenVerifier:
@@ -121,7 +123,7 @@ class TokenVerifier:
         party = claims["sub"]
         if not isinstance(party, str) or not party:
             raise Unauthorized("token has no party")
-        return Principal(party, role)
+        return Principal(party, role, datetime.fromtimestamp(claims["exp"], UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -228,6 +228,9 @@ class Bots:
         if desk is None:
             desk = self._desks[maker] = self._desk_for(maker)
         return desk
+
+    def now(self) -> datetime:
+        return self._clock.now()
 
     def connect(self, maker: str, *, cancel_on_disconnect: bool) -> BotSession:
         if len(self._by_maker.get(maker, ())) >= self._max_sessions:

@@ -13,6 +13,7 @@ the heartbeat timeout is dropped as if its connection had failed.
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -23,8 +24,10 @@ from starlette.websockets import WebSocketState
 from otc.api import bearer_principal, install_error_handlers
 from otc.auth import Principal, Role, Unauthorized
 from otc.errors import Forbidden, OtcError, TooManySessions, ValidationFailed
+from otc.lease import EXPIRED_CLOSE_CODE, EXPIRED_MESSAGE, Lease
 from otc.logging import get_logger
 from otc.service import ops_routes
+from quoting_service.entrypoints import bot_protocol as wire
 from quoting_service.entrypoints.bots import Bots, BotSession
 from quoting_service.service_layer.halts import Controls
 
@@ -128,21 +131,37 @@ async def _serve_bot(websocket: WebSocket, *, bots: Bots, verify: Verify, timeou
         }
     )
     sender = asyncio.create_task(_send_loop(websocket, session, timeout_s / 3))
+    lease = Lease(caller, bots.now)
     why = "cancel on disconnect"
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
     try:
         while True:
-            try:
-                received = await asyncio.wait_for(websocket.receive(), timeout_s)
-            except TimeoutError:
+            remaining = lease.remaining_s()
+            if remaining is not None and remaining <= 0:
+                why = "token expired"
+                break
+            silence_left = timeout_s - (loop.time() - heard)
+            if silence_left <= 0:
                 why = "missed heartbeats"
                 await websocket.close(code=4408, reason=why)
                 break
+            try:
+                received = await asyncio.wait_for(
+                    websocket.receive(),
+                    silence_left if remaining is None else min(silence_left, remaining),
+                )
+            except TimeoutError:
+                continue
+            heard = loop.time()
             if received["type"] == "websocket.disconnect":
                 break
             text = received.get("text")
             if text is None:
                 text = (received.get("bytes") or b"").decode("utf-8", "replace")
-            answer = await session.handle(text)
+            answer = renewal(text, lease, verify)
+            if answer is None:
+                answer = await session.handle(text)
             if answer is not None:
                 session.push(answer)
             if session.refused_in_a_row >= bots.refusals_before_close:
@@ -153,9 +172,50 @@ async def _serve_bot(websocket: WebSocket, *, bots: Bots, verify: Verify, timeou
         pass
     finally:
         sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-        await bots.disconnect(session, why)
+        try:
+            # a sender cut off mid-send by the client going away raises: its bot is
+            # still disconnected (and its quotes withdrawn) below
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await sender
+            if why == "token expired":
+                await _refuse_expired(websocket)
+        finally:
+            await bots.disconnect(session, why)
+
+
+async def _refuse_expired(websocket: WebSocket) -> None:
+    expired = {"type": "error", "error": {"code": "token_expired", "message": EXPIRED_MESSAGE}}
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.send_json(expired), 2.0)
+        await asyncio.wait_for(
+            websocket.close(code=EXPIRED_CLOSE_CODE, reason=EXPIRED_MESSAGE[:120]), 2.0
+        )
+
+
+def renewal(text: str, lease: Lease, verify: Verify) -> dict[str, Any] | None:
+    """The answer to an `auth` message, which renews the socket's lease with a fresh
+    token of the same maker; None for any other message."""
+    try:
+        request = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or request.get("type") != "auth":
+        return None
+    request_id = request.get("request_id")
+    data = request.get("data")
+    token = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        return wire.error(request_id, "invalid_request", "data.token is required")
+    try:
+        lease.renew(verify(token))
+    except OtcError as exc:
+        return wire.error(request_id, exc.code, exc.message)
+    expires_at = lease.expires_at
+    return {
+        "type": "response",
+        "request_id": request_id,
+        "data": {"expires_at": expires_at.isoformat() if expires_at else None},
+    }
 
 
 async def _send_loop(websocket: WebSocket, session: BotSession, heartbeat_s: float) -> None:

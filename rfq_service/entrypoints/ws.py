@@ -21,12 +21,14 @@ import asyncio
 import contextlib
 import json
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from otc.auth import Principal, Role, Unauthorized
 from otc.errors import Forbidden, OtcError, TooManySessions, ValidationFailed
+from otc.lease import EXPIRED_CLOSE_CODE, EXPIRED_MESSAGE, Lease
 from otc.logging import get_logger
 from rfq_service.entrypoints.hub import Connection, Hub, Session
 from rfq_service.entrypoints.ws_requests import Client, error_of, handle, refusal
@@ -94,24 +96,28 @@ async def serve_trader_socket(websocket: WebSocket, deps: SocketDeps) -> None:
         if resume is not None and resync_reason is not None:
             rfqs = await deps.edge.snapshot(caller, since=resume[2])
             session.push({"type": "snapshot", "data": {"rfqs": rfqs}})
-        client = Client(caller, session, prices)
-        too_slow = await _pump(websocket, client, connection, deps)
+        client = Client(Lease(caller, deps.edge.now), session, prices)
+        ending = await _pump(websocket, client, connection, deps)
     except (WebSocketDisconnect, RuntimeError):
-        too_slow = False
+        ending = None
     finally:
         deps.hub.detach(session)
         prices.close()
-    if too_slow:
-        log.warning("websocket too slow, disconnected", party=caller.party, session=session.id)
-        # A client that reads nothing may never take the close frame either.
+    if ending is None:
+        return
+    if ending is Ending.EXPIRED:
+        log.info("websocket token expired, disconnected", party=caller.party, session=session.id)
+        code, reason = EXPIRED_CLOSE_CODE, EXPIRED_MESSAGE
+        expired = {"type": "error", "error": {"code": "token_expired", "message": reason}}
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                websocket.close(
-                    code=CLOSE_TOO_SLOW,
-                    reason="client too slow: send queue overflowed; resume with last_seq",
-                ),
-                2.0,
-            )
+            await asyncio.wait_for(websocket.send_json(expired), 2.0)
+    else:
+        log.warning("websocket too slow, disconnected", party=caller.party, session=session.id)
+        code = CLOSE_TOO_SLOW
+        reason = "client too slow: send queue overflowed; resume with last_seq"
+    # A client that reads nothing may never take the close frame either.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason[:120]), 2.0)
 
 
 def _resume_request(websocket: WebSocket) -> tuple[str, int, datetime | None] | None:
@@ -146,24 +152,36 @@ def _attach(
     return hub.open(caller.party, connection), [], None
 
 
+class Ending(Enum):
+    """Why the server ends a connection (None when the client went away)."""
+
+    TOO_SLOW = "too slow"
+    EXPIRED = "token expired"
+
+
 async def _pump(
     websocket: WebSocket, client: Client, connection: Connection, deps: SocketDeps
-) -> bool:
-    """Runs the reader and the writer until either ends, or the client falls so far
-    behind that its send queue overflows (answers True then)."""
+) -> Ending | None:
+    """Runs the reader and the writer until either ends, the client falls so far
+    behind that its send queue overflows, or its token's lease runs out."""
     reader = asyncio.create_task(_read(websocket, client, deps))
     writer = asyncio.create_task(_write(websocket, connection))
     overflow = asyncio.create_task(connection.overflowed_event.wait())
+    expiry = asyncio.create_task(client.lease.ended())
     try:
-        await asyncio.wait({reader, writer, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({reader, writer, overflow, expiry}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        tasks = (reader, writer, overflow)
+        tasks = (reader, writer, overflow, expiry)
         for task in tasks:
             task.cancel()
         # A writer stuck on a client that reads nothing is left to the server's
         # own close: waiting on it could take forever.
         await asyncio.wait(tasks, timeout=1.0)
-    return connection.overflowed
+    if connection.overflowed:
+        return Ending.TOO_SLOW
+    if expiry.done() and not expiry.cancelled():
+        return Ending.EXPIRED
+    return None
 
 
 async def _write(websocket: WebSocket, connection: Connection) -> None:

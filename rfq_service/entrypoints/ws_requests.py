@@ -1,7 +1,8 @@
 """What a trader's WebSocket request does: `{"type", "request_id", "data"}` with
-type `create_rfq`, `accept`, `cancel`, `subscribe_prices`, `unsubscribe_prices`
-or `ping`, validated as REST validates it and answered with a `response` or an
-`error` that echoes `request_id`. The connection itself is ws.py.
+type `create_rfq`, `accept`, `cancel`, `subscribe_prices`, `unsubscribe_prices`,
+`auth` (a fresh token for the same party, which keeps the socket open past the
+first one's expiry) or `ping`, validated as REST validates it and answered with a
+`response` or an `error` that echoes `request_id`. The connection itself is ws.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from otc.api import validation_message
 from otc.auth import Principal
 from otc.errors import OtcError, RateLimited, ValidationFailed
 from otc.instruments import INSTRUMENTS
+from otc.lease import Lease
 from otc.logging import get_logger
 from otc.rate_limit import TokenBuckets
 from rfq_service.entrypoints.hub import QUEUE_LIMIT, Hub, Session
@@ -29,9 +31,13 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    caller: Principal
+    lease: Lease
     session: Session
     prices: PriceSubscription
+
+    @property
+    def caller(self) -> Principal:
+        return self.lease.caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,13 @@ async def _answer(request: dict[str, Any], client: Client, deps: SocketDeps) -> 
         raise ValidationFailed("data must be a JSON object")
     if kind == "ping":
         return 200, {"pong": True}
+    if kind == "auth":
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise ValidationFailed("data.token is required")
+        client.lease.renew(deps.verify(token))
+        expires_at = client.lease.expires_at
+        return 200, {"expires_at": expires_at.isoformat() if expires_at else None}
     if kind in ("subscribe_prices", "unsubscribe_prices"):
         instruments = _instruments(data)
         if kind == "subscribe_prices":

@@ -191,6 +191,16 @@ class TraderSession:
         finally:
             self._pending.pop(request_id, None)
 
+    async def renew(self, token: str) -> str:
+        """Hands the server a fresh token before the current one expires (the socket
+        is closed when it does); it is also the one used to reconnect from now on.
+        Returns the new expiry, ISO 8601."""
+        answer = await self.request("auth", {"token": token})
+        if answer["type"] == "error":
+            raise ApiError(403 if answer["error"]["code"] == "forbidden" else 401, answer)
+        self._token = token
+        return str(answer["data"]["expires_at"])
+
     async def subscribe_prices(self, *instruments: str) -> list[str]:
         answer = await self.request("subscribe_prices", {"instruments": list(instruments)})
         if answer["type"] == "error":

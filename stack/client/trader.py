@@ -39,6 +39,11 @@ class TraderClient(TraderSession):
         await super().__aexit__(*exc)
         await self._http.aclose()
 
+    async def renew(self, token: str) -> str:
+        expires_at = await super().renew(token)
+        self._http.headers["Authorization"] = f"Bearer {token}"
+        return expires_at
+
     # -- REST -------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
