@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +40,13 @@ class Deal:
     accept_answer_ms: float | None = None
     accept_pending_ms: float | None = None  # when the answer is PENDING_CONFIRMATION
     accept_confirmed_ms: float | None = None
-    quote_to_trader_ms: float | None = None
     failure: str | None = None
     transitions: int = 0
     marks: Marks = field(default_factory=Marks)
+
+
+# which quote to accept, given the live quotes and the deal's turn
+Choose = Callable[[list[dict[str, Any]], int], dict[str, Any]]
 
 
 def pick_best(quotes: list[dict[str, Any]], _: int) -> dict[str, Any]:
@@ -56,9 +59,8 @@ async def deal(
     quantity: str,
     started: float,
     makers: int,
-    choose: Any = pick_best,
+    choose: Choose = pick_best,
     turn: int = 0,
-    counterparties: list[str] | None = None,
 ) -> Deal:
     """One RFQ from creation to CONFIRMED; `started` is a perf_counter reading.
     `choose(quotes, turn)` picks the quote to accept once all `makers` quoted (or
@@ -66,13 +68,8 @@ async def deal(
     result = Deal()
     try:
         result.marks.rfq_posted = wall(time.perf_counter())
-        body: dict[str, Any] = {"counterparties": counterparties} if counterparties else {}
         rfq = await trader.create_rfq(
-            client_rfq_id=f"bench-{new_id()}",
-            instrument="BTC-USD",
-            side="buy",
-            quantity=quantity,
-            **body,
+            client_rfq_id=f"bench-{new_id()}", instrument="BTC-USD", side="buy", quantity=quantity
         )
         rfq_id = result.rfq_id = rfq["rfq_id"]
         await trader.wait_quotes(rfq_id, 1)

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from otc.db import asyncpg_dsn
 from stack.bench.report import Report
+from stack.bench.timeline import kafka_floor
 
 CALL_TIMEOUT_S = 10.0
 
@@ -77,8 +78,6 @@ async def measure_floors(
     fetch_wait_ms: int,
     count: int = 200,
 ) -> None:
-    from stack.bench.timeline import kafka_floor
-
     if database_url:
         report.floor(
             "PostgreSQL transaction (one versioned update)",

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from stack.bench.deals import Deal, deal, maker_bot, pick_best, wall
+from stack.bench.deals import Choose, Deal, deal, maker_bot, pick_best, wall
 from stack.bench.report import Report
 from stack.bench.timeline import Timeline
 from stack.client import TraderClient
@@ -152,7 +152,7 @@ async def open_loop(
     rate: float,
     seconds: float,
     quantity: str,
-    choose: Callable[[list[dict[str, Any]], int], dict[str, Any]] = each_maker_in_turn,
+    choose: Choose = each_maker_in_turn,
 ) -> list[Deal]:
     label = f"open loop, {rate:g} RFQs/s"
     count = max(1, round(rate * seconds))

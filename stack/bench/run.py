@@ -1,5 +1,5 @@
-"""One `otc bench` run over a platform: which figures it takes, in which order, and
-what it knows about the platform it measures (where its servers and processes are).
+"""One `otc bench` run over a platform (`Target` says where it runs): which figures
+it takes, and in which order.
 
 The order keeps the figures apart: the idle window first, before anything has been
 sent; the floors next, on a quiet platform; then the runs from the lightest
