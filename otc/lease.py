@@ -58,5 +58,8 @@ class Lease:
             if remaining is not None and remaining <= 0:
                 return
             self._renewed.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that comes together with a renewal
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._renewed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._renewed.wait()

@@ -30,9 +30,10 @@ class Tuning(BaseModel):
         ge=1,
         le=10_000,
         description="the same for consumers no deal waits on (the edge's read-model "
-        "catch-up and price feed, risk_limits' settlement events): each idle consumer "
-        "keeps the embedded broker and its own process busy in proportion to how often "
-        "it fetches, so these fetch seldom",
+        "catch-up, which the edge's live feed keeps ahead of, and risk_limits' settlement "
+        "events, which free a settled trade's exposure this much later at most): each idle "
+        "consumer keeps the embedded broker and its own process busy in proportion to how "
+        "often it fetches, so these fetch seldom",
     )
     reconcile_interval_ms: int = Field(
         default=30_000,

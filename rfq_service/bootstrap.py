@@ -93,7 +93,6 @@ class RfqService:
             publisher=self._publisher,
             group_id=None,
             from_end=True,
-            fetch_max_wait_ms=s.kafka_background_fetch_max_wait_ms,
         )
         await self._prices.start()
         buckets = TokenBuckets(rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst)

@@ -177,10 +177,10 @@ async def _serve_bot(websocket: WebSocket, *, bots: Bots, verify: Verify, timeou
             # still disconnected (and its quotes withdrawn) below
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await sender
-            if why == "token expired":
-                await _refuse_expired(websocket)
         finally:
             await bots.disconnect(session, why)
+        if why == "token expired":  # told only once its quotes are withdrawn
+            await _refuse_expired(websocket)
 
 
 async def _refuse_expired(websocket: WebSocket) -> None:

@@ -29,6 +29,7 @@ log = get_logger(__name__)
 
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 SINCE_MARGIN = timedelta(seconds=30)
+TOKEN_REFUSED = (4401, 4403)  # close codes after which reconnecting cannot help
 
 
 class TraderSession:
@@ -101,6 +102,11 @@ class TraderSession:
             except (OSError, websockets.WebSocketException, TimeoutError):
                 pass
             if self._closing:
+                return
+            if self._ws is not None and self._ws.close_code in TOKEN_REFUSED:
+                # the same token would be refused again: renew() before it expires
+                self._fail_pending(f"the server refused the token ({self._ws.close_code})")
+                log.warning("token refused; not reconnecting", code=self._ws.close_code)
                 return
             self._fail_pending("connection lost; retry the request")
             failures = 0 if self._welcomed else failures + 1

@@ -15,13 +15,22 @@ import pytest
 import websockets
 
 from otc.auth import Role, mint_token
-from tests.quoting_service.test_gateway import SECRET, Bot, Gateway, gateway
+from tests.quoting_service.test_gateway import (
+    SECRET,
+    Bot,
+    Gateway,
+    delivered,
+    gateway,
+    rfq,
+    withdrawn,
+)
 
 pytestmark = pytest.mark.infra
 
 SUFFIX = uuid.uuid4().hex[:6]
 MAKER, OTHER = f"MM-TA-{SUFFIX}", f"MM-TB-{SUFFIX}"
-SHORT = timedelta(seconds=3)
+# long enough for a loaded machine to open the socket and ask a few things first
+SHORT = timedelta(seconds=8)
 
 __all__ = ["gateway"]  # the module's fixture, used here
 
@@ -48,17 +57,25 @@ async def bot_with(gateway: Gateway, token: str) -> AsyncIterator[Bot]:
                 await task
 
 
-async def closed_code(bot: Bot, timeout: float = 15) -> int | None:
+async def closed_code(bot: Bot, timeout: float = 30) -> int | None:
     async with asyncio.timeout(timeout):
         await bot.ws.wait_closed()
     return bot.ws.close_code
 
 
-async def test_a_bot_is_disconnected_when_its_token_expires(gateway: Gateway) -> None:
+async def test_a_bot_is_disconnected_when_its_token_expires_and_its_quotes_withdrawn(
+    gateway: Gateway,
+) -> None:
     async with bot_with(gateway, short_token(MAKER)) as bot:
         alive = await bot.ask("auth", {"token": ""})
         assert alive["error"]["code"] == "invalid_request"  # answered: the socket works
-        assert await closed_code(bot) == 4401
+        rfq_id = await delivered(gateway, bot, rfq([MAKER]))
+        quote = await bot.ask("quote", {"rfq_id": rfq_id, "offer_px": "65010"})
+        quote_id = quote["data"]["quote_id"]
+        assert await closed_code(bot, timeout=30) == 4401
+        [seen] = await gateway.tap.wait_for(withdrawn(quote_id))
+        assert seen.message is not None
+        assert seen.message.payload.reason == "token expired"
         expired = await bot.wait_for(lambda m: m.get("error", {}).get("code") == "token_expired")
         assert "auth message" in expired["error"]["message"]
 

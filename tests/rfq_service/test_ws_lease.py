@@ -18,7 +18,8 @@ from stack.client import ApiError, TraderClient
 from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url
 
-SHORT = timedelta(seconds=3)
+# long enough for a loaded machine to open the socket and ask a few things first
+SHORT = timedelta(seconds=8)
 
 
 def _token(platform: Platform, party: str, ttl: timedelta, role: Role = Role.TRADER) -> str:
@@ -47,7 +48,7 @@ async def _ask(ws: Any, kind: str, data: Any) -> dict[str, Any]:
 async def _until_closed(ws: Any) -> list[dict[str, Any]]:
     """What the server sent until it closed the socket (a TimeoutError if it never does)."""
     received = []
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(30):
         while True:
             try:
                 received.append(json.loads(await ws.recv()))
