@@ -66,15 +66,18 @@ async def test_a_small_bench_files_every_figure(platform: Platform, tmp_path: Pa
     assert measures["sequential: RFQ -> MM-1's bot on the gateway has it"]["n"] == SEQUENTIAL
     for step in ("RFQ -> first quote", "maker quote published -> trader has it"):
         assert measures[f"sequential: {step}"]["n"] == SEQUENTIAL
-    assert measures["sequential: accept -> CONFIRMED"]["n"] == SEQUENTIAL, failures
+    sequential_lost = sum(n for k, n in failures.items() if k.startswith("sequential: "))
+    confirmed = measures["sequential: accept -> CONFIRMED"]["n"]
+    assert confirmed + sequential_lost == SEQUENTIAL, failures
     for series in (*HOPS[:9], LAST_LOOK_HOLD):
         budget = measures[f"budget, sequential: {series}"]
-        assert budget["n"] == SEQUENTIAL, series
+        # every confirmed deal has each hop; a deal lost on the way has the first ones
+        assert confirmed <= budget["n"] <= SEQUENTIAL, series
         assert 0 <= budget["p50_ms"] <= budget["max_ms"] < 30_000, series
     closed = "closed loop, 2 in flight"
-    confirmed = measures.get(f"{closed}: accept -> CONFIRMED", {"n": 0})["n"]
+    closed_confirmed = measures.get(f"{closed}: accept -> CONFIRMED", {"n": 0})["n"]
     lost = sum(n for name, n in failures.items() if name.startswith(closed))
-    assert confirmed + lost == CLOSED
+    assert closed_confirmed + lost == CLOSED
     assert figures["rates"][f"{closed}: RFQs confirmed end to end"] > 0
     opened = f"open loop, {OPEN:g} RFQs/s"
     started = measures.get(f"{opened}: RFQ -> first quote", {"n": 0})["n"]

@@ -102,6 +102,8 @@ async def deal(
         result.transitions = max(s["version"] for s in track.states) - 1
     except TimeoutError as exc:
         result.failure = f"timeout: {exc}"[:80]
+    except Exception as exc:  # one refused or cut call must not end the whole bench
+        result.failure = f"{type(exc).__name__}: {exc}"[:80]
     return result
 
 

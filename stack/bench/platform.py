@@ -81,21 +81,25 @@ async def sequential(
             else None
         )
         to_bot: list[float] = []
-        for _ in range(rfqs + 1):
+        for turn in range(rfqs + 1):
             started = time.perf_counter()
             one = await deal(trader, quantity=quantity, started=started, makers=len(MAKERS))
+            # the first deal warms connections and code paths up: not measured
+            if turn == 0:
+                continue
             if bot is not None and one.rfq_id:
                 at = await bot.received(one.rfq_id)
-                if at is not None:
+                if at is None:
+                    report.fail(f"{label}: RFQ never reached the bot")
+                else:
                     to_bot.append((at - started) * 1000)
             deals.append(one)
-        # the first deal warms connections and code paths up: not measured
-        deals, to_bot = deals[1:], to_bot[1:]
         report.measure(f"{label}: RFQ -> {SEQUENTIAL_MAKER}'s bot on the gateway has it", to_bot)
     if gateway_url is None:
         report.note("sequential: RFQ -> maker bot not measured: where the gateway runs is unknown")
     if timeline is not None:
-        await timeline.caught_up(timeout_s=10)
+        if not await timeline.caught_up(timeout_s=10):
+            report.note(f"{label}: the timeline had not read every event yet")
         report.measure(
             f"{label}: maker quote published -> trader has it",
             [

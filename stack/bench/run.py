@@ -137,7 +137,8 @@ class Bench:
             if o.rates:
                 await self.open_loops(stack, deals)
             if timeline is not None:
-                await timeline.caught_up(timeout_s=10)
+                if not await timeline.caught_up(timeout_s=10):
+                    report.note("budget: the timeline had not read every event yet")
                 for run, made in deals.items():
                     marks = {d.rfq_id: d.marks for d in made if d.rfq_id}
                     for hop, values in budget(timeline, marks).items():

@@ -34,12 +34,15 @@ async def platform_at(url: str | None, *, durable: bool = False) -> AsyncIterato
     target = url or f"http://127.0.0.1:{settings.http_port}"
     try:
         async with httpx.AsyncClient(timeout=1.0) as client:
-            if (await client.get(f"{target}/readyz")).status_code == 200:
-                yield _running(settings, target)
-                return
+            running = (await client.get(f"{target}/readyz")).status_code == 200
     except httpx.TransportError:
         if url is not None:
             raise
+        running = False
+    if running:
+        # outside the probe's `try`: an error of the caller's must not start a platform
+        yield _running(settings, target)
+        return
     from stack.infra.platform import Platform
     from stack.infra.processes import free_port
 
