@@ -17,6 +17,7 @@ from otc.ids import new_id
 from stack.client import ApiError, TraderClient
 from stack.infra.platform import Platform
 from tests.e2e_helpers import base_url
+from tests.rfq_service.test_ws import _request
 
 # long enough for a loaded machine to open the socket and ask a few things first
 SHORT = timedelta(seconds=8)
@@ -35,16 +36,6 @@ async def _open(platform: Platform, token: str) -> Any:
     return ws
 
 
-async def _ask(ws: Any, kind: str, data: Any) -> dict[str, Any]:
-    request_id = new_id()
-    await ws.send(json.dumps({"type": kind, "request_id": request_id, "data": data}))
-    async with asyncio.timeout(15):
-        while True:
-            message: dict[str, Any] = json.loads(await ws.recv())
-            if message.get("request_id") == request_id:
-                return message
-
-
 async def _until_closed(ws: Any) -> list[dict[str, Any]]:
     """What the server sent until it closed the socket (a TimeoutError if it never does)."""
     received = []
@@ -59,7 +50,7 @@ async def _until_closed(ws: Any) -> list[dict[str, Any]]:
 async def test_a_socket_is_closed_when_its_token_expires(platform: Platform) -> None:
     ws = await _open(platform, _token(platform, "TRADER-A", SHORT))
     try:
-        assert (await _ask(ws, "ping", {}))["data"] == {"pong": True}
+        assert (await _request(ws, "ping", {}))["data"] == {"pong": True}
         received = await _until_closed(ws)
         assert ws.close_code == 4401
         [expired] = [m for m in received if m["type"] == "error"]
@@ -73,14 +64,14 @@ async def test_a_fresh_token_keeps_the_socket_open_past_the_first_ones_expiry(
 ) -> None:
     ws = await _open(platform, _token(platform, "TRADER-A", SHORT))
     try:
-        renewed = await _ask(
+        renewed = await _request(
             ws, "auth", {"token": _token(platform, "TRADER-A", timedelta(hours=1))}
         )
         assert renewed["status"] == 200
         expires_at = datetime.fromisoformat(renewed["data"]["expires_at"])
         assert expires_at > datetime.now(UTC) + timedelta(minutes=50)
         await asyncio.sleep(SHORT.total_seconds() + 2)
-        assert (await _ask(ws, "ping", {}))["data"] == {"pong": True}
+        assert (await _request(ws, "ping", {}))["data"] == {"pong": True}
     finally:
         await ws.close()
 
@@ -94,9 +85,9 @@ async def test_a_token_of_anyone_else_renews_nothing(platform: Platform) -> None
             (_token(platform, "TRADER-A", hour, Role.AUDITOR), "forbidden"),
             ("not-a-jwt", "unauthorized"),
         ):
-            refused = await _ask(ws, "auth", {"token": token})
+            refused = await _request(ws, "auth", {"token": token})
             assert refused["error"]["code"] == code, refused
-        assert (await _ask(ws, "auth", {}))["error"]["code"] == "invalid_request"
+        assert (await _request(ws, "auth", {}))["error"]["code"] == "invalid_request"
         await _until_closed(ws)
         assert ws.close_code == 4401
     finally:
